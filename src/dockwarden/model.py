@@ -157,6 +157,7 @@ class EventType(enum.StrEnum):
     RECOVERED = "recovered"
     SUMMARY_CHANGED = "summary_changed"
     INTENT_CHANGED = "intent_changed"
+    GUARD_CHANGED = "guard_changed"  # pause / resume / circuit re-armed by the operator
     ENGINE_LOST = "engine_lost"
     ENGINE_RECONNECTED = "engine_reconnected"
     CONFIG_REJECTED = "config_rejected"

@@ -1,0 +1,3 @@
+from dockwarden.cli import app
+
+app(prog_name="dockwarden")

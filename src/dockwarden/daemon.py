@@ -1,0 +1,494 @@
+"""The daemon: Docker events + a resync timer drive the reconcile pipeline.
+
+- A ``die``/``oom``/``health_status``/``stop``/``start`` event re-inspects just
+  that container and runs a pass at once (milliseconds, no stats wait); the
+  resync timer (``--resync``, default 30 s) runs a full observation with stats.
+- ``stop``/``kill`` events that dockwarden did not cause are the operator's:
+  they record intent ``stopped`` (source ``observed``); a later ``start`` by the
+  operator records ``running``. Stops seen just before the engine went away
+  are the engine shutting down, not the operator, and are taken back.
+- When the engine goes away the daemon reconnects with backoff (1 s doubling
+  to 30 s) and resyncs when it is back.
+- One instance per state dir (an ``flock`` on ``daemon.lock``); SIGTERM/SIGINT
+  stop it cleanly; the inventory and policy are reloaded when their files
+  change, and a broken file is rejected with an event while the last good
+  configuration stays in force.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+from dockwarden.config import ConfigError, Policy, Settings, load_policy
+from dockwarden.execute import Executor
+from dockwarden.inventory import inventory_files, label_enabled, load_inventory, merge_labelled
+from dockwarden.model import (
+    ActionKind,
+    DesiredState,
+    EngineEvent,
+    Event,
+    EventType,
+    Intent,
+    IntentRecord,
+    IntentSource,
+    Mode,
+    ServiceSpec,
+    WorldState,
+    utcnow,
+)
+from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
+from dockwarden.observe.events import EngineLost, EventStream
+from dockwarden.observe.host import HostSampler
+from dockwarden.observe.world import observe_world, replace_containers, write_world
+from dockwarden.pipeline import PassResult, Reconciler
+from dockwarden.sinks.events import EventLog
+from dockwarden.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Container event actions that can change what the pipeline decides.
+TRIGGER_ACTIONS = frozenset(
+    {"die", "oom", "kill", "stop", "start", "restart", "health_status", "destroy", "create", "pause", "unpause", "rename"}
+)
+#: Seconds around one of our own actions within which a container's stop/kill
+#: events are ours, not the operator's.
+OWN_ACTION_WINDOW_S = 30.0
+#: Observed stops this close before the engine went away are the engine's shutdown.
+ENGINE_SHUTDOWN_WINDOW_S = 60.0
+RECONNECT_DELAYS_S = (1, 2, 4, 8, 16, 30)
+#: Our actions that cause stop/kill events, and those that cause start events.
+_STOP_CAUSES = (ActionKind.STOP, ActionKind.RESTART, ActionKind.RECREATE, ActionKind.COMPOSE_UP)
+_START_CAUSES = (ActionKind.START, ActionKind.RESTART, ActionKind.RECREATE, ActionKind.COMPOSE_UP)
+
+
+class AlreadyRunning(RuntimeError):
+    """Another daemon holds the state dir's lock."""
+
+
+class _Wake:
+    """Queue sentinel: wake the loop (stop requested)."""
+
+
+def acquire_lock(state_dir: Path):
+    """Take the single-instance lock of a state dir.
+
+    Returns:
+        The open lock file (keep it open for the daemon's lifetime).
+    Raises:
+        AlreadyRunning: another process holds it; the message names its PID.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "daemon.lock"
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        pid = fh.read().strip() or "?"
+        fh.close()
+        raise AlreadyRunning(f"another dockwarden daemon (pid {pid}) is running on {state_dir}")
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
+def lock_held(state_dir: Path) -> bool:
+    """True when a daemon currently holds the state dir's lock."""
+    path = state_dir / "daemon.lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+class ConfigWatcher:
+    """Loads the inventory and policy and reloads them when their files change.
+
+    The first :meth:`load` raises on bad input; later :meth:`reload` calls keep
+    the last good configuration and return the error text instead.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._stamp: tuple = ()
+        self.policy: Policy | None = None
+        self.desired: DesiredState | None = None
+
+    def _files(self) -> list[Path]:
+        files: list[Path] = []
+        if self.settings.policy_path:
+            files.append(self.settings.policy_path)
+        if self.settings.inventory:
+            try:
+                files.extend(inventory_files(self.settings.inventory).values())
+            except ConfigError:
+                files.append(self.settings.inventory)
+        return files
+
+    def _current_stamp(self) -> tuple:
+        out = []
+        for f in self._files():
+            try:
+                st = f.stat()
+                out.append((str(f), st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append((str(f), None, None))
+        return tuple(out)
+
+    def load(self) -> tuple[Policy, DesiredState]:
+        """Load both files. Raises ConfigError naming file and field."""
+        stamp = self._current_stamp()
+        policy = load_policy(self.settings.policy_path)
+        desired = load_inventory(self.settings.inventory, self.settings.node)
+        self.policy, self.desired, self._stamp = policy, desired, stamp
+        return policy, desired
+
+    def reload(self) -> tuple[bool, str | None]:
+        """Reload when a file changed. Returns (changed, error); on error the
+        previous configuration stays in force."""
+        stamp = self._current_stamp()
+        if stamp == self._stamp:
+            return False, None
+        self._stamp = stamp  # do not re-report the same broken file every pass
+        try:
+            policy = load_policy(self.settings.policy_path)
+            desired = load_inventory(self.settings.inventory, self.settings.node)
+        except ConfigError as e:
+            return False, str(e)
+        self.policy, self.desired = policy, desired
+        return True, None
+
+
+@dataclass
+class _ObservedStop:
+    at_monotonic: float
+    service: str
+    previous: IntentRecord | None
+
+
+class Daemon:
+    """The long-running supervisor of one node.
+
+    Args:
+        settings: state dir, inventory, policy, node.
+        mode: overrides the policy's mode when given (``--mode``).
+        resync_s: seconds between full observations (``--resync``).
+        echo: called with each recorded event (console output).
+    """
+
+    def __init__(self, settings: Settings, *, mode: Mode | None = None, resync_s: float = 30.0,
+                 echo: Callable[[Event], None] | None = None):
+        self.settings = settings
+        self.mode_override = mode
+        self.resync_s = resync_s
+        self.echo = echo
+        self.queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self.client = None
+        self.observer: ContainerObserver | None = None
+        self.stream: EventStream | None = None
+        self.sampler = HostSampler()
+        self.world: WorldState | None = None
+        self.docker_root_dir: str | None = None
+        self._observed_stops: list[_ObservedStop] = []
+        self.passes = 0
+
+    # ------------------------------------------------------------------ control
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+        self.queue.put(_Wake())
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def _emit(self, type_: EventType, reason: str, **kw) -> None:
+        self.events.send(Event(type=type_, ts=utcnow(), node=self.desired_node, reason=reason, **kw))
+
+    @property
+    def desired_node(self) -> str:
+        return self.reconciler.desired.node
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        """Run until stopped. Returns the process exit code.
+
+        Raises:
+            AlreadyRunning: another daemon holds the state dir.
+            ConfigError: the inventory or policy is invalid at start.
+        """
+        state_dir = self.settings.state_dir
+        lock = acquire_lock(state_dir)
+        self.store = Store(state_dir / "dockwarden.db")
+        self.events = EventLog(state_dir / "events.jsonl", self.store, self.echo)
+        self.config = ConfigWatcher(self.settings)
+        policy, desired = self.config.load()
+        self.reconciler = Reconciler(store=self.store, events=self.events, executor=None, policy=policy,
+                                     desired=desired, mode=self.mode_override or policy.guardrails.mode)
+        self._emit(EventType.DAEMON_STARTED, f"dockwarden daemon started (pid {os.getpid()}), mode "
+                   f"{self.reconciler.mode.value}, {len(desired.services)} services in the inventory",
+                   details={"pid": os.getpid(), "mode": self.reconciler.mode.value, "resync_s": self.resync_s,
+                            "services": sorted(desired.services)})
+        next_resync = 0.0
+        requeue_at: float | None = None
+        reconnect_at = 0.0
+        reconnect_attempt = 0
+        try:
+            while not self._stop.is_set():
+                now_m = time.monotonic()
+                if self.client is None and now_m >= reconnect_at:
+                    if self._connect():
+                        reconnect_attempt = 0
+                        next_resync = 0.0
+                    else:
+                        delay = RECONNECT_DELAYS_S[min(reconnect_attempt, len(RECONNECT_DELAYS_S) - 1)]
+                        reconnect_attempt += 1
+                        reconnect_at = time.monotonic() + delay
+                deadlines = [next_resync]
+                if requeue_at is not None:
+                    deadlines.append(requeue_at)
+                if self.client is None:
+                    deadlines.append(reconnect_at)
+                timeout = max(0.0, min(deadlines) - time.monotonic())
+                dirty: set[str] = set()
+                lost = False
+                try:
+                    item = self.queue.get(timeout=timeout)
+                    items = [item]
+                    while True:
+                        try:
+                            items.append(self.queue.get_nowait())
+                        except queue.Empty:
+                            break
+                except queue.Empty:
+                    items = []
+                for item in items:
+                    if isinstance(item, EngineEvent):
+                        self._on_engine_event(item, dirty)
+                    elif isinstance(item, EngineLost):
+                        lost = True
+                        self._on_engine_lost(item.error)
+                if self._stop.is_set():
+                    break
+                now_m = time.monotonic()
+                if lost or self.client is None:
+                    if lost:
+                        self._pass(self._offline_world())
+                    continue
+                full = now_m >= next_resync
+                due = requeue_at is not None and now_m >= requeue_at
+                if not (full or dirty or due):
+                    continue
+                if full:
+                    self._reload_config()
+                    world = self._observe(with_stats=True)
+                    next_resync = time.monotonic() + self.resync_s
+                elif due:
+                    world = self._observe(with_stats=False)
+                else:
+                    world = self._refresh(dirty)
+                if world is None:  # engine went away mid-observation
+                    continue
+                result = self._pass(world)
+                requeue_at = (time.monotonic() + result.requeue_after_s) if result.requeue_after_s is not None else None
+        finally:
+            if self.stream is not None:
+                self.stream.close()
+            self._emit(EventType.DAEMON_STOPPED, f"dockwarden daemon stopped after {self.passes} passes")
+            self.store.close()
+            lock.close()
+        return 0
+
+    # ------------------------------------------------------------------ engine
+
+    def _connect(self) -> bool:
+        was_lost = self.store.checkpoint("engine") == "lost"
+        try:
+            client = connect(self.settings.docker_host)
+            client.ping()
+            observer = ContainerObserver(client)
+            info = observer.engine_info()
+        except ENGINE_ERRORS as e:
+            log.warning("engine unreachable: %s", e)
+            if self.world is None or self.world.engine_ok:
+                self._pass(self._offline_world(str(e)))
+                self._mark_engine_lost(str(e))
+            return False
+        self.client, self.observer = client, observer
+        self.docker_root_dir = info.get("root_dir")
+        self.reconciler.executor = Executor(client, stop_timeout_s=self.reconciler.policy.guardrails.stop_timeout_s)
+        since = None
+        cp = self.store.checkpoint("last_event_time")
+        if cp:
+            try:
+                since = datetime.fromtimestamp(float(cp), tz=timezone.utc)
+            except ValueError:
+                since = None
+        self.stream = EventStream(client, self.queue, since=since)
+        self.stream.start()
+        if was_lost:
+            self.store.set_checkpoint("engine", "ok")
+            self._emit(EventType.ENGINE_RECONNECTED, f"Docker engine is back (server {info.get('server_version')}); resyncing",
+                       details=info)
+        else:
+            self.store.set_checkpoint("engine", "ok")
+        return True
+
+    def _mark_engine_lost(self, error: str) -> None:
+        if self.store.checkpoint("engine") != "lost":
+            self.store.set_checkpoint("engine", "lost")
+            self._emit(EventType.ENGINE_LOST, f"Docker engine unreachable: {error}; reconnecting with backoff",
+                       details={"error": error})
+
+    def _on_engine_lost(self, error: str) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        self.stream = None
+        self.client = None
+        self.observer = None
+        self.reconciler.executor = None
+        self._mark_engine_lost(error)
+        # Stops seen just before the engine went away were the engine shutting down.
+        cutoff = time.monotonic() - ENGINE_SHUTDOWN_WINDOW_S
+        for s in self._observed_stops:
+            if s.at_monotonic < cutoff:
+                continue
+            if s.previous is None:
+                self.store.clear_intent(s.service)
+            else:
+                self.store.set_intent(s.service, s.previous.intent, s.previous.source, utcnow(), s.previous.reason)
+            self._emit(EventType.INTENT_CHANGED, f"{s.service}: stop taken back — the engine was shutting down, "
+                       "not the operator", service=s.service,
+                       details={"intent": s.previous.intent.value if s.previous else None})
+        self._observed_stops.clear()
+
+    def _offline_world(self, error: str | None = None) -> WorldState:
+        host = self.sampler.sample(["/"] + ([self.docker_root_dir] if self.docker_root_dir else []))
+        return WorldState(node=self.desired_node, observed_at=utcnow(), host=host, containers=(),
+                          engine_ok=False, engine_error=error or "Docker engine unreachable",
+                          docker_root_dir=self.docker_root_dir)
+
+    def _observe(self, *, with_stats: bool) -> WorldState | None:
+        assert self.observer is not None
+        world = observe_world(self.observer, self.sampler, node=self.desired_node, now=utcnow(),
+                              with_stats=with_stats, docker_root_dir=self.docker_root_dir)
+        if not world.engine_ok:
+            self._on_engine_lost(world.engine_error or "observation failed")
+            self._pass(world)
+            return None
+        return world
+
+    def _refresh(self, dirty: set[str]) -> WorldState | None:
+        """Re-inspect only the containers events named (fast path)."""
+        if self.world is None or not self.world.engine_ok:
+            return self._observe(with_stats=False)
+        assert self.observer is not None
+        updated, removed = [], []
+        try:
+            for cid in dirty:
+                c = self.observer.inspect_one(cid)
+                if c is None:
+                    removed.append(cid)
+                else:
+                    updated.append(c)
+        except ENGINE_ERRORS as e:
+            self._on_engine_lost(str(e))
+            return None
+        world = replace_containers(self.world, updated, removed)
+        return world
+
+    # ------------------------------------------------------------------ events
+
+    def _service_for(self, ev: EngineEvent) -> ServiceSpec | None:
+        desired = self.reconciler.desired
+        for spec in desired.services.values():
+            if spec.compose_project:
+                if (ev.attributes.get("com.docker.compose.project") == spec.compose_project
+                        and ev.attributes.get("com.docker.compose.service") == (spec.compose_service or spec.name)):
+                    return spec
+            elif spec.container_name == ev.name:
+                return spec
+        if label_enabled(ev.attributes) is True:
+            merged, _ = merge_labelled(desired, self.world.containers if self.world else ())
+            return merged.services.get(ev.name)
+        return None
+
+    def _on_engine_event(self, ev: EngineEvent, dirty: set[str]) -> None:
+        self.store.set_checkpoint("last_event_time", f"{ev.time.timestamp():.3f}")
+        base = ev.base_action
+        if base not in TRIGGER_ACTIONS:
+            return
+        dirty.add(ev.container_id)
+        spec = self._service_for(ev)
+        if spec is None:
+            return
+        operator_stop = base == "stop" or (base == "kill" and ev.attributes.get("signal") in ("9", "15", "SIGKILL", "SIGTERM", "KILL", "TERM"))
+        operator_start = base == "start"
+        if not (operator_stop or operator_start):
+            return
+        causes = _STOP_CAUSES if operator_stop else _START_CAUSES
+        ours = self.store.recent_action_on(ev.name, ev.time - timedelta(seconds=OWN_ACTION_WINDOW_S),
+                                           ev.time + timedelta(seconds=2), causes)
+        if ours:
+            return
+        intents = self.store.intents()
+        current = intents.get(spec.name)
+        now = utcnow()
+        if operator_stop and (current is None or current.intent != Intent.STOPPED):
+            self.store.set_intent(spec.name, Intent.STOPPED, IntentSource.OBSERVED, now,
+                                  f"`docker {base}` not caused by dockwarden")
+            self._observed_stops.append(_ObservedStop(time.monotonic(), spec.name, current))
+            self._emit(EventType.INTENT_CHANGED, f"{spec.name}: operator stopped it ({base} event not caused by "
+                       "dockwarden); it stays stopped until `dockwarden start`", service=spec.name, container=ev.name,
+                       details={"intent": "stopped", "source": "observed", "event": ev.action})
+        elif operator_start and current is not None and current.intent == Intent.STOPPED:
+            self.store.set_intent(spec.name, Intent.RUNNING, IntentSource.OBSERVED, now,
+                                  "started outside dockwarden")
+            self._emit(EventType.INTENT_CHANGED, f"{spec.name}: operator started it outside dockwarden; "
+                       "intent is running again", service=spec.name, container=ev.name,
+                       details={"intent": "running", "source": "observed"})
+
+    # ------------------------------------------------------------------ passes
+
+    def _reload_config(self) -> None:
+        changed, error = self.config.reload()
+        if error:
+            log.error("configuration rejected, keeping the last good one:\n%s", error)
+            self._emit(EventType.CONFIG_REJECTED, f"configuration rejected, keeping the last good one: {error}",
+                       details={"error": error})
+        elif changed:
+            assert self.config.policy is not None and self.config.desired is not None
+            self.reconciler.policy = self.config.policy
+            self.reconciler.desired = self.config.desired
+            if self.mode_override is None:
+                self.reconciler.mode = self.config.policy.guardrails.mode
+            log.info("configuration reloaded: %d services", len(self.config.desired.services))
+
+    def _pass(self, world: WorldState) -> PassResult:
+        self.world = world
+        result = self.reconciler.run_pass(world, now=utcnow())
+        self.passes += 1
+        try:
+            write_world(world, self.settings.state_dir / "world.json")
+        except OSError as e:
+            log.error("world.json: cannot write: %s", e)
+        return result

@@ -1,0 +1,324 @@
+"""Desired state from ``hosts/<node>/services.yaml`` and from container labels.
+
+Inventory layout (runtime supervisor, seed 001): a directory holding
+``hosts/<node>/services.yaml`` files, or the path of one such file. Each file::
+
+    services:
+      - name: web                 # required, unique per node
+        container: web            # default: name
+        desired: running          # running | stopped
+        remediation: auto         # auto | recommend | off
+        depends_on: [db]
+        max_restarts: 5           # restart budget override
+        restart_window_s: 600
+      - name: api
+        compose_project: shop     # instead of container
+        compose_service: api      # default: name
+        compose_file: /srv/shop/docker-compose.yml   # optional, for compose_up
+
+Labels (for containers outside the inventory): ``dockwarden.enable=true|false``
+(case-insensitive), ``dockwarden.desired``, ``dockwarden.remediation``. A
+labelled container is tracked as a service named after the container.
+
+Errors: :func:`load_inventory` raises :class:`~dockwarden.config.ConfigError`
+naming the file, the field path (``services[2].desired``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dockwarden.config import ConfigError
+from dockwarden.model import (
+    ContainerState,
+    DesiredState,
+    Intent,
+    IntentSource,
+    Remediation,
+    ServiceSpec,
+)
+
+LABEL_ENABLE = "dockwarden.enable"
+LABEL_DESIRED = "dockwarden.desired"
+LABEL_REMEDIATION = "dockwarden.remediation"
+
+_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"  # Docker's container-name rule
+
+
+class ServiceEntry(BaseModel):
+    """One ``services[]`` entry of ``services.yaml`` (validation schema)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., pattern=_NAME_PATTERN)
+    container: str | None = Field(None, pattern=_NAME_PATTERN)
+    compose_project: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    compose_service: str | None = Field(None, pattern=_NAME_PATTERN)
+    compose_file: str | None = None
+    desired: Literal["running", "stopped"] = "running"
+    remediation: Literal["auto", "recommend", "off"] = "auto"
+    depends_on: list[str] = Field(default_factory=list)
+    max_restarts: int | None = Field(None, ge=1)
+    restart_window_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _container_or_compose(self) -> "ServiceEntry":
+        if self.container and self.compose_project:
+            raise ValueError("give either 'container' or 'compose_project', not both")
+        if (self.compose_service or self.compose_file) and not self.compose_project:
+            raise ValueError("'compose_service'/'compose_file' need 'compose_project'")
+        return self
+
+
+class ServicesFile(BaseModel):
+    """The whole ``services.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    services: list[ServiceEntry] = Field(default_factory=list)
+
+
+def _format_errors(path: Path, err: ValidationError, doc: Any) -> str:
+    lines = []
+    for e in err.errors():
+        parts: list[str] = []
+        for p in e["loc"]:
+            if isinstance(p, int):
+                parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+            else:
+                parts.append(str(p))
+        where = ".".join(parts) or "<root>"
+        # Name the service too, when we can, so "services[3]" is findable.
+        try:
+            idx = next(p for p in e["loc"] if isinstance(p, int))
+            svc_name = doc["services"][idx].get("name")
+            where += f" (service {svc_name!r})" if svc_name else ""
+        except (StopIteration, KeyError, IndexError, TypeError, AttributeError):
+            pass
+        got = e.get("input")
+        got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        lines.append(f"{path}: {where}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def parse_services_file(path: Path, node: str) -> list[ServiceSpec]:
+    """Read and validate one ``services.yaml``.
+
+    Args:
+        path: the file.
+        node: the node it describes (the ``hosts/<node>`` directory name).
+    Returns:
+        The services in file order.
+    Raises:
+        ConfigError: unreadable file, invalid YAML, or an invalid field; the
+            message names the file and the field path.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read inventory file: {e.strerror or e}") from e
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: <root>: expected a mapping with a 'services' list, got {type(doc).__name__}")
+    try:
+        parsed = ServicesFile(**doc)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(path, e, doc)) from e
+    except TypeError as e:  # non-string keys
+        raise ConfigError(f"{path}: <root>: {e}") from e
+
+    specs: list[ServiceSpec] = []
+    seen: dict[str, int] = {}
+    for i, s in enumerate(parsed.services):
+        if s.name in seen:
+            raise ConfigError(
+                f"{path}: services[{i}].name: duplicate service name {s.name!r} "
+                f"(first at services[{seen[s.name]}])"
+            )
+        seen[s.name] = i
+        specs.append(
+            ServiceSpec(
+                name=s.name,
+                node=node,
+                container=s.container if not s.compose_project else None,
+                compose_project=s.compose_project,
+                compose_service=(s.compose_service or s.name) if s.compose_project else None,
+                compose_file=s.compose_file,
+                desired=Intent(s.desired),
+                remediation=Remediation(s.remediation),
+                depends_on=tuple(s.depends_on),
+                max_restarts=s.max_restarts,
+                restart_window_s=s.restart_window_s,
+                source=IntentSource.INVENTORY,
+                origin=str(path),
+            )
+        )
+    names = set(seen)
+    for i, s in enumerate(parsed.services):
+        for j, dep in enumerate(s.depends_on):
+            if dep not in names:
+                raise ConfigError(
+                    f"{path}: services[{i}].depends_on[{j}] (service {s.name!r}): "
+                    f"unknown service {dep!r}; expected one of {sorted(names)}"
+                )
+            if dep == s.name:
+                raise ConfigError(f"{path}: services[{i}].depends_on[{j}]: a service cannot depend on itself")
+    containers: dict[str, str] = {}
+    for i, sp in enumerate(specs):
+        if sp.compose_project:
+            continue
+        c = sp.container_name
+        if c in containers:
+            raise ConfigError(
+                f"{path}: services[{i}].container: container {c!r} is already used by service {containers[c]!r}"
+            )
+        containers[c] = sp.name
+    return specs
+
+
+def inventory_files(path: Path) -> dict[str, Path]:
+    """Map node name -> services.yaml for an inventory directory or single file.
+
+    A single file's node is its parent directory's name when that parent sits
+    in a ``hosts`` directory, else ``local``.
+
+    Raises:
+        ConfigError: the path does not exist or holds no ``hosts/*/services.yaml``.
+    """
+    if path.is_file():
+        node = path.parent.name if path.parent.parent.name == "hosts" else "local"
+        return {node: path}
+    if not path.is_dir():
+        raise ConfigError(f"{path}: inventory not found (expected a directory with hosts/<node>/services.yaml or one services.yaml)")
+    files = sorted(path.glob("hosts/*/services.yaml")) + sorted(path.glob("hosts/*/services.yml"))
+    if not files:
+        raise ConfigError(f"{path}: no hosts/<node>/services.yaml found in the inventory directory")
+    return {f.parent.name: f for f in files}
+
+
+def load_inventory(path: str | Path | None, node: str | None = None) -> DesiredState:
+    """Load the desired state of one node from an inventory.
+
+    Args:
+        path: inventory directory or file; None gives an empty desired state
+            (labelled containers are still tracked).
+        node: which ``hosts/<node>`` to read. None: the inventory's only node,
+            else this machine's hostname.
+    Returns:
+        DesiredState with the node's services (all files are validated, so a
+        broken file for another node is reported too).
+    Raises:
+        ConfigError: any file is invalid, or the node is not in the inventory.
+    """
+    if path is None:
+        return DesiredState(node=node or socket.gethostname(), services={})
+    p = Path(path)
+    files = inventory_files(p)
+    parsed = {n: parse_services_file(f, n) for n, f in files.items()}
+    if node is None:
+        node = next(iter(files)) if len(files) == 1 else socket.gethostname()
+    if node not in parsed:
+        raise ConfigError(
+            f"{p}: no hosts/{node}/services.yaml; nodes in the inventory: {sorted(parsed)} "
+            f"(choose one with --node or DOCKWARDEN_NODE)"
+        )
+    return DesiredState(node=node, services={s.name: s for s in parsed[node]})
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _label(labels: dict[str, str], key: str) -> str | None:
+    """Label lookup tolerant of key case (users write ``DockWarden.Enable``)."""
+    for k, v in labels.items():
+        if k.lower() == key:
+            return v.strip()
+    return None
+
+
+def label_enabled(labels: dict[str, str]) -> bool | None:
+    """``dockwarden.enable``: True, False, or None when absent or not a boolean.
+
+    Case-insensitive in key and value (docker-autoheal users asked for this).
+    """
+    v = _label(labels, LABEL_ENABLE)
+    if v is None:
+        return None
+    lv = v.lower()
+    if lv in ("true", "1", "yes", "on"):
+        return True
+    if lv in ("false", "0", "no", "off"):
+        return False
+    return None
+
+
+def spec_from_labels(c: ContainerState, node: str) -> tuple[ServiceSpec | None, str | None]:
+    """A ServiceSpec for a container labelled ``dockwarden.enable=true``.
+
+    Returns:
+        (spec, problem): spec is None when the container is not enabled; problem
+        names a bad label value (the label is then ignored, defaults apply).
+    """
+    if label_enabled(c.labels) is not True:
+        return None, None
+    problems = []
+    desired = Intent.RUNNING
+    dv = _label(c.labels, LABEL_DESIRED)
+    if dv is not None:
+        if dv.lower() in ("running", "stopped"):
+            desired = Intent(dv.lower())
+        else:
+            problems.append(f"label {LABEL_DESIRED}={dv!r}: expected running|stopped")
+    remediation = Remediation.AUTO
+    rv = _label(c.labels, LABEL_REMEDIATION)
+    if rv is not None:
+        if rv.lower() in ("auto", "recommend", "off"):
+            remediation = Remediation(rv.lower())
+        else:
+            problems.append(f"label {LABEL_REMEDIATION}={rv!r}: expected auto|recommend|off")
+    spec = ServiceSpec(
+        name=c.name,
+        node=node,
+        container=c.name,
+        desired=desired,
+        remediation=remediation,
+        source=IntentSource.LABEL,
+        origin=f"container {c.name} labels",
+    )
+    return spec, ("; ".join(problems) or None)
+
+
+def merge_labelled(
+    desired: DesiredState, containers: Iterable[ContainerState]
+) -> tuple[DesiredState, list[str]]:
+    """Add label-enabled containers that the inventory does not already track.
+
+    The inventory wins over labels for the same container. Containers labelled
+    ``dockwarden.enable=false`` are dropped from the inventory's view only if
+    they are not in it (an inventory entry is explicit).
+
+    Returns:
+        (desired state with labelled services added, label problems as text).
+    """
+    services = dict(desired.services)
+    tracked_containers = {s.container_name for s in services.values() if not s.compose_project}
+    problems: list[str] = []
+    for c in containers:
+        if c.name in tracked_containers or c.name in services:
+            continue
+        spec, problem = spec_from_labels(c, desired.node)
+        if problem:
+            problems.append(f"container {c.name}: {problem}")
+        if spec is not None:
+            services[spec.name] = spec
+    return DesiredState(node=desired.node, services=services), problems

@@ -1,0 +1,383 @@
+"""One reconcile pass: world state -> drift -> assess -> recommend -> decide ->
+execute -> record.
+
+:meth:`Reconciler.evaluate` is side-effect free (it reads the store but writes
+nothing) and backs ``status``/``drift``; :meth:`Reconciler.run_pass` also
+records events, judges earlier actions (the closed loop), updates guard
+records and executes what the guardrails allow. The pure decisions live in
+``reconcile/``; this module only wires them to the store, the event log and
+the executor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from dockwarden.config import Policy
+from dockwarden.execute import ComposeTarget, Executor, compose_target_from_labels
+from dockwarden.inventory import merge_labelled
+from dockwarden.model import (
+    MUTATING_ACTIONS,
+    ActionKind,
+    CircuitState,
+    ContainerState,
+    Decision,
+    DesiredState,
+    DriftKind,
+    Event,
+    EventType,
+    Finding,
+    GuardRecord,
+    Intent,
+    IntentRecord,
+    Mode,
+    Recommendation,
+    RecommendationType,
+    ServiceHistory,
+    ServiceSpec,
+    SummaryState,
+    WorldState,
+    parse_time,
+    utcnow,
+)
+from dockwarden.reconcile import assess as assess_mod
+from dockwarden.reconcile import drift as drift_mod
+from dockwarden.reconcile import policy as policy_mod
+from dockwarden.reconcile import recommend as recommend_mod
+from dockwarden.sinks.events import EventLog
+from dockwarden.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Drift kinds that mean "the service is not serving"; their resolution is a recovery.
+DOWN_KINDS = frozenset(
+    {DriftKind.MISSING, DriftKind.STOPPED, DriftKind.UNHEALTHY, DriftKind.CRASH_LOOP, DriftKind.FAILED_DEPLOYMENT}
+)
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation of the world found and would do (no side effects)."""
+
+    world: WorldState
+    desired: DesiredState
+    intents: dict[str, IntentRecord]
+    histories: dict[str, ServiceHistory]
+    findings: list[Finding]
+    decisions: list[Decision]
+    summary: SummaryState
+    label_problems: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """Nagios plugin convention: 0 nominal, 1 degraded/reconciling, 2 unstable,
+        3 could not check (engine unreachable)."""
+        if not self.world.engine_ok:
+            return 3
+        return {
+            SummaryState.NOMINAL: 0,
+            SummaryState.DEGRADED: 1,
+            SummaryState.RECONCILING: 1,
+            SummaryState.UNSTABLE: 2,
+        }[self.summary]
+
+
+@dataclass
+class PassResult:
+    evaluation: Evaluation
+    executed: list[tuple[Decision, Any]] = field(default_factory=list)
+    requeue_after_s: float | None = None
+
+
+class Reconciler:
+    """Wires the pure core to the store, the event log and the executor.
+
+    Args:
+        store: the SQLite store.
+        events: the event log sink.
+        executor: carries out actions (None: never act, e.g. read-only status).
+        policy: thresholds and guardrails.
+        desired: the inventory's desired state (labelled containers are merged
+            in each pass).
+        mode: the global mode (``--mode`` or the policy's).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        events: EventLog | None,
+        executor: Executor | None,
+        policy: Policy,
+        desired: DesiredState,
+        mode: Mode,
+    ):
+        self.store = store
+        self.events = events
+        self.executor = executor
+        self.policy = policy
+        self.desired = desired
+        self.mode = mode
+        # Last recommendation event per subject, so a standing recommendation is
+        # recorded once, not once per pass.
+        self._last_rec: dict[str, tuple[str, str, bool, bool]] = {}
+
+    # ------------------------------------------------------------------ evaluate (read-only)
+
+    def _histories(self, desired: DesiredState) -> dict[str, ServiceHistory]:
+        guards = self.store.guards()
+        pending = self.store.pending_actions()
+        specs = self.store.specs()
+        stats = self.store.action_stats()
+        out = {}
+        for name in desired.services:
+            failed, last = stats.get(name, (0, None))
+            out[name] = ServiceHistory(
+                guard=guards.get(name, GuardRecord(service=name)),
+                pending=pending.get(name),
+                recorded_spec=specs.get(name),
+                last_failure=last,
+                failed_actions_in_row=failed,
+            )
+        return out
+
+    def evaluate(self, world: WorldState, *, now: datetime) -> Evaluation:
+        """Compute drift, findings, recommendations and guardrail decisions.
+
+        Reads the store (intents, guard records, specs); writes nothing.
+        """
+        desired, problems = merge_labelled(self.desired, world.containers)
+        intents = self.store.intents()
+        histories = self._histories(desired)
+        drifts = drift_mod.detect_drift(desired, world, intents, histories, self.policy, now=now)
+        findings = assess_mod.assess(drifts, self.policy)
+        recs = recommend_mod.recommend_all(findings, world=world, desired=desired, histories=histories)
+        decisions = []
+        for rec in recs:
+            spec = desired.services.get(rec.subject)
+            hist = histories.get(rec.subject)
+            intent = drift_mod.effective_intent(spec, intents.get(rec.subject)) if spec else None
+            mode = policy_mod.service_mode(self.mode, spec, self.policy)
+            decisions.append(
+                policy_mod.decide(
+                    rec, mode=mode, intent=intent, guard=hist.guard if hist else None,
+                    spec=spec, policy=self.policy, now=now,
+                )
+            )
+        blocked = {
+            n for n, h in histories.items() if h.guard.circuit == CircuitState.OPEN
+        } | {d.recommendation.subject for d in decisions if d.blocked}
+        in_flight = {n for n, h in histories.items() if h.pending is not None}
+        in_flight |= {d.recommendation.subject for d in decisions if d.execute}
+        summary = assess_mod.summarize(findings, blocked=blocked, in_flight=in_flight)
+        return Evaluation(world, desired, intents, histories, findings, decisions, summary, problems)
+
+    # ------------------------------------------------------------------ run_pass (records and acts)
+
+    def _emit(self, type_: EventType, *, now: datetime, **kw: Any) -> None:
+        if self.events is None:
+            return
+        self.events.send(Event(type=type_, ts=now, node=self.desired.node, **kw))
+
+    def run_pass(self, world: WorldState, *, now: datetime) -> PassResult:
+        """One full reconcile pass over a world snapshot.
+
+        Order: record specs; judge pending actions against this observation;
+        reset guard records of stable services; evaluate; record drift
+        transitions and recoveries; record recommendations (once per change);
+        execute what the guardrails allow; record the summary when it changes.
+        Returns the evaluation, what was executed and when to look again.
+        """
+        desired, _ = merge_labelled(self.desired, world.containers)
+        if world.engine_ok:
+            self._record_specs(desired, world, now)
+            self._judge_pending(desired, world, now)
+        ev = self.evaluate(world, now=now)
+        if world.engine_ok:
+            self._update_stability(ev, now)
+            self._record_drift_transitions(ev, now)
+        result = PassResult(evaluation=ev)
+        requeue: list[float] = []
+        for decision in ev.decisions:
+            self._record_recommendation(decision, now)
+            if decision.open_circuit:
+                g = ev.histories.get(decision.recommendation.subject)
+                if g is not None and g.guard.circuit != CircuitState.OPEN:
+                    self.store.put_guard(policy_mod.open_circuit(g.guard, now=now, message=decision.reason))
+            if decision.execute and world.engine_ok and self.executor is not None:
+                outcome = self._execute(decision, ev, now)
+                result.executed.append((decision, outcome))
+                if outcome is not None and not outcome.ok and not outcome.permanent:
+                    requeue.append(max(self.policy.backoff.initial_delay_s, 0.5))
+            if decision.requeue_after_s is not None:
+                requeue.append(decision.requeue_after_s)
+        # An unjudged action wants another look even if no event arrives.
+        if any(h.pending for h in ev.histories.values()):
+            requeue.append(2.0)
+        result.requeue_after_s = min(requeue) if requeue else None
+        # The summary after acting: re-evaluate cheaply from the store's view.
+        summary = ev.summary
+        if result.executed:
+            summary = SummaryState.RECONCILING if summary != SummaryState.UNSTABLE else summary
+        self._record_summary(summary, ev, now)
+        ev.summary = summary
+        return result
+
+    # ------------------------------------------------------------------ steps
+
+    def _record_specs(self, desired: DesiredState, world: WorldState, now: datetime) -> None:
+        for spec in desired.services.values():
+            c = drift_mod.find_container(spec, world)
+            if c is not None and c.spec:
+                self.store.put_spec(spec.name, c.name, c.spec, now)
+
+    def _judge_pending(self, desired: DesiredState, world: WorldState, now: datetime) -> None:
+        for service, pending in self.store.pending_actions().items():
+            spec = desired.services.get(service)
+            container = drift_mod.find_container(spec, world) if spec else None
+            verdict = policy_mod.judge(pending, container, now=now, policy=self.policy)
+            if verdict == "pending":
+                continue
+            self.store.judge_action(pending.id, verdict, now)
+            details = {"action_id": pending.id, "seconds": round((now - pending.started_at).total_seconds(), 3)}
+            if container is not None:
+                details.update(state=container.state, health=container.health, exit_code=container.exit_code)
+            if verdict == "succeeded":
+                self._emit(EventType.ACTION_SUCCEEDED, now=now, service=service, container=pending.container,
+                           action=pending.action.value, drift=pending.drift.value if pending.drift else None,
+                           reason=f"{pending.action.value} brought {service} back to running", details=details)
+            else:
+                why = "still not running" if container is None or not container.running else "unhealthy"
+                if container is None:
+                    why = "container missing"
+                self._emit(EventType.ACTION_FAILED, now=now, service=service, container=pending.container,
+                           action=pending.action.value, drift=pending.drift.value if pending.drift else None,
+                           reason=f"{pending.action.value} did not bring {service} back: {why}", details=details)
+
+    def _update_stability(self, ev: Evaluation, now: datetime) -> None:
+        drifting = {f.subject for f in ev.findings}
+        for name, hist in ev.histories.items():
+            spec = ev.desired.services[name]
+            c = drift_mod.find_container(spec, ev.world)
+            g2 = policy_mod.observe_stability(hist.guard, container=c, drifting=name in drifting, now=now, policy=self.policy)
+            if g2 != hist.guard:
+                self.store.put_guard(g2)
+                if hist.guard.circuit == CircuitState.OPEN and g2.circuit == CircuitState.CLOSED:
+                    self._emit(EventType.RECOVERED, now=now, service=name, container=c.name if c else None,
+                               reason=f"{name} ran stable; circuit closed and backoff reset")
+                ev.histories[name] = dataclasses.replace(hist, guard=g2)
+
+    def _record_drift_transitions(self, ev: Evaluation, now: datetime) -> None:
+        open_before = self.store.open_drifts()
+        current: dict[tuple[str, str], Finding] = {f.drift.key: f for f in ev.findings}
+        for key, f in current.items():
+            if key not in open_before:
+                d = f.drift
+                self.store.open_drift(d.subject, d.kind.value, d.container, str(f.priority), d.reason, now)
+                self._emit(EventType.DRIFT_DETECTED, now=now, service=d.subject, container=d.container,
+                           drift=d.kind.value, priority=str(f.priority), reason=d.reason,
+                           details={**d.details, "tracked": d.tracked})
+        recovered_subjects: dict[str, list[dict[str, Any]]] = {}
+        for key, row in open_before.items():
+            if key in current:
+                continue
+            self.store.resolve_drift(*key)
+            since = row.get("since")
+            self._emit(EventType.DRIFT_RESOLVED, now=now, service=key[0], container=row.get("container"),
+                       drift=key[1], priority=row.get("priority"), reason=f"{key[1]} resolved",
+                       details={"since": since})
+            if key[1] in DOWN_KINDS:
+                recovered_subjects.setdefault(key[0], []).append(row)
+        # A service is recovered when its down-drifts are gone and nothing else keeps it down.
+        still_down = {f.subject for f in ev.findings if f.drift.kind in DOWN_KINDS}
+        world_by_name = ev.world.by_name()
+        for subject, rows in recovered_subjects.items():
+            if subject in still_down:
+                continue
+            spec = ev.desired.services.get(subject)
+            c = drift_mod.find_container(spec, ev.world) if spec else world_by_name.get(subject)
+            if c is None or not c.running:
+                continue
+            starts = [t for t in (parse_time(r.get("since")) for r in rows) if t]
+            downtime = (now - min(starts)).total_seconds() if starts else None
+            self._emit(EventType.RECOVERED, now=now, service=subject, container=c.name,
+                       drift=",".join(sorted(r["kind"] for r in rows)),
+                       reason=f"{subject} is running again" + (f" after {downtime:.1f} s" if downtime is not None else ""),
+                       details={"downtime_s": round(downtime, 3) if downtime is not None else None,
+                                "health": c.health})
+
+    def _record_recommendation(self, d: Decision, now: datetime) -> None:
+        rec = d.recommendation
+        key = (d.event_type.value, rec.action.value, d.execute, d.blocked)
+        if self._last_rec.get(rec.subject) == key and not d.execute:
+            return
+        self._last_rec[rec.subject] = key
+        etype = {
+            RecommendationType.REQUIRED: EventType.RECONCILE_REQUIRED,
+            RecommendationType.RECOMMENDED: EventType.RECONCILE_RECOMMENDED,
+            RecommendationType.BLOCKED: EventType.RECONCILE_BLOCKED,
+        }[d.event_type]
+        reason = rec.reason if d.execute else f"{rec.reason} — {d.reason}"
+        self._emit(etype, now=now, service=rec.subject, container=rec.container, drift=rec.finding.drift.kind.value,
+                   priority=str(rec.finding.priority), action=rec.action.value, reason=reason,
+                   details={"advice": list(rec.advice), "execute": d.execute, "decision": d.reason,
+                            "requeue_after_s": d.requeue_after_s, **rec.details})
+
+    def _execute(self, d: Decision, ev: Evaluation, now: datetime):
+        rec = d.recommendation
+        name = rec.subject
+        spec = ev.desired.services.get(name)
+        hist = ev.histories.get(name)
+        if rec.action not in MUTATING_ACTIONS or spec is None or hist is None or self.executor is None:
+            return None
+        container = rec.container or spec.container_name
+        compose: ComposeTarget | None = None
+        if rec.action == ActionKind.COMPOSE_UP and spec.compose_project:
+            labels = (hist.recorded_spec or {}).get("labels") or {}
+            compose = compose_target_from_labels(labels, spec.compose_project, spec.compose_service or spec.name)
+            if spec.compose_file:
+                compose = dataclasses.replace(compose, files=(spec.compose_file,))
+        guard = policy_mod.record_attempt(hist.guard, now=now, policy=self.policy, spec=spec)
+        self.store.put_guard(guard)
+        action_id = self.store.begin_action(name, container, rec.action, rec.finding.drift.kind, now)
+        self.store.supersede_pending(name, action_id, now)
+        self._emit(EventType.ACTION_STARTED, now=now, service=name, container=container, action=rec.action.value,
+                   drift=rec.finding.drift.kind.value, priority=str(rec.finding.priority), reason=rec.reason,
+                   details={"attempt": guard.attempts, "action_id": action_id,
+                            "next_attempt_not_before": guard.next_attempt.isoformat() if guard.next_attempt else None})
+        outcome = self.executor.run(rec.action, service=name, container=container,
+                                    spec=hist.recorded_spec, compose=compose)
+        done = utcnow()
+        self.store.finish_action(action_id, outcome, done)
+        if not outcome.ok:
+            self._emit(EventType.ACTION_FAILED, now=done, service=name, container=container, action=rec.action.value,
+                       drift=rec.finding.drift.kind.value, priority=str(rec.finding.priority),
+                       reason=f"{rec.action.value} failed: {outcome.error}",
+                       details={"permanent": outcome.permanent, "action_id": action_id})
+            if outcome.permanent:
+                msg = (f"{rec.action.value} failed with a configuration error: {outcome.error}; "
+                       f"fix it, then `dockwarden resume {name}`")
+                self.store.put_guard(policy_mod.open_circuit(guard, now=done, message=msg))
+                self._last_rec[name] = (EventType.RECONCILE_BLOCKED.value, ActionKind.DIAGNOSTICS.value, False, True)
+                self._emit(EventType.RECONCILE_BLOCKED, now=done, service=name, container=container,
+                           drift=rec.finding.drift.kind.value, priority="P2", action=ActionKind.DIAGNOSTICS.value,
+                           reason=msg, details={"error": outcome.error})
+        return outcome
+
+    def _record_summary(self, summary: SummaryState, ev: Evaluation, now: datetime) -> None:
+        state = summary.value if ev.world.engine_ok else "unknown"
+        before = self.store.checkpoint("summary")
+        if before == state:
+            return
+        self.store.set_checkpoint("summary", state)
+        counts: dict[str, int] = {}
+        for f in ev.findings:
+            counts[str(f.priority)] = counts.get(str(f.priority), 0) + 1
+        self._emit(EventType.SUMMARY_CHANGED, now=now, reason=f"summary {before or 'none'} -> {state}",
+                   details={"from": before, "to": state, "findings": counts,
+                            "engine_error": ev.world.engine_error})
+

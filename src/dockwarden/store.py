@@ -1,0 +1,433 @@
+"""SQLite store in the state dir: intents, events, actions, guard records,
+recorded specs, open drifts and checkpoints.
+
+One file, ``<state-dir>/dockwarden.db``, in WAL mode so the CLI can read and
+record intents while the daemon runs. All SQL uses parameters; the schema is
+versioned with ``PRAGMA user_version`` and migrated forward on open.
+Timestamps are stored as RFC 3339 UTC strings (style.md §4).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Iterator
+
+from dockwarden.model import (
+    ActionKind,
+    CircuitState,
+    DriftKind,
+    Event,
+    GuardRecord,
+    Intent,
+    IntentRecord,
+    IntentSource,
+    Outcome,
+    PendingAction,
+    parse_time,
+    rfc3339,
+)
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE intents (
+            service TEXT PRIMARY KEY,
+            intent TEXT NOT NULL CHECK (intent IN ('running','stopped')),
+            source TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts TEXT NOT NULL,
+            type TEXT NOT NULL,
+            node TEXT NOT NULL,
+            service TEXT,
+            container TEXT,
+            drift TEXT,
+            priority TEXT,
+            action TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            details TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX events_ts ON events (ts)",
+        "CREATE INDEX events_service ON events (service, ts)",
+        """CREATE TABLE actions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            service TEXT NOT NULL,
+            container TEXT NOT NULL,
+            action TEXT NOT NULL,
+            drift TEXT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            ok INTEGER,
+            result TEXT,
+            error TEXT,
+            permanent INTEGER NOT NULL DEFAULT 0,
+            verdict TEXT NOT NULL DEFAULT 'pending' CHECK (verdict IN ('pending','succeeded','failed')),
+            judged_at TEXT
+        )""",
+        "CREATE INDEX actions_service ON actions (service, id)",
+        "CREATE INDEX actions_container ON actions (container, started_at)",
+        """CREATE TABLE guards (
+            service TEXT PRIMARY KEY,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            attempt_times TEXT NOT NULL DEFAULT '[]',
+            last_attempt TEXT,
+            next_attempt TEXT,
+            circuit TEXT NOT NULL DEFAULT 'closed' CHECK (circuit IN ('closed','open')),
+            circuit_opened_at TEXT,
+            paused INTEGER NOT NULL DEFAULT 0,
+            message TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE TABLE specs (
+            service TEXT PRIMARY KEY,
+            container TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            seen_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE drifts (
+            subject TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            container TEXT,
+            priority TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            since TEXT NOT NULL,
+            PRIMARY KEY (subject, kind)
+        )""",
+        """CREATE TABLE checkpoints (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+        "PRAGMA user_version = 1",  # each migration ends by stamping its version
+    ),
+}
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or migrated (path named in the message)."""
+
+
+class Store:
+    """The SQLite store. Thread-safe through one lock around one connection.
+
+    Args:
+        path: the database file; its directory is created.
+    Raises:
+        StoreError: the file cannot be opened, or its schema is newer than this
+            version of dockwarden understands.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=15, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot open database: {e}") from e
+        self._lock = threading.RLock()
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _q(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _x(self, sql: str, params: tuple | dict = ()) -> int:
+        with self._lock:
+            cur = self._db.execute(sql, params)
+            return cur.lastrowid or 0
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: schema version {version} is newer than this dockwarden understands ({SCHEMA_VERSION})"
+                )
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                with self.transaction() as db:
+                    for stmt in _MIGRATIONS[v]:
+                        db.execute(stmt)
+
+    # ------------------------------------------------------------------ intents
+
+    def intents(self) -> dict[str, IntentRecord]:
+        """All recorded intents, by service name."""
+        out = {}
+        for r in self._q("SELECT service, intent, source, recorded_at, reason FROM intents"):
+            out[r["service"]] = IntentRecord(
+                service=r["service"],
+                intent=Intent(r["intent"]),
+                source=IntentSource(r["source"]),
+                recorded_at=parse_time(r["recorded_at"]),  # type: ignore[arg-type]
+                reason=r["reason"],
+            )
+        return out
+
+    def set_intent(self, service: str, intent: Intent, source: IntentSource, now: datetime, reason: str = "") -> bool:
+        """Record an intent. Returns True when it changed (intent or source)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT intent, source FROM intents WHERE service = ?", (service,)).fetchone()
+            if row and row["intent"] == intent.value and row["source"] == source.value:
+                return False
+            db.execute(
+                "INSERT INTO intents (service, intent, source, recorded_at, reason) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(service) DO UPDATE SET intent=excluded.intent, source=excluded.source, "
+                "recorded_at=excluded.recorded_at, reason=excluded.reason",
+                (service, intent.value, source.value, rfc3339(now), reason),
+            )
+            return True
+
+    def clear_intent(self, service: str) -> None:
+        self._x("DELETE FROM intents WHERE service = ?", (service,))
+
+    # ------------------------------------------------------------------ events
+
+    def insert_event(self, ev: Event) -> int:
+        return self._x(
+            "INSERT INTO events (ts, type, node, service, container, drift, priority, action, reason, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rfc3339(ev.ts), ev.type.value, ev.node, ev.service, ev.container, ev.drift,
+                ev.priority, ev.action, ev.reason, json.dumps(ev.details, default=str),
+            ),
+        )
+
+    def events(
+        self, *, since: datetime | None = None, after_id: int = 0, service: str | None = None,
+        types: tuple[str, ...] = (), limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Events in time order as dicts (the ``events.jsonl`` shape plus ``id``).
+
+        Args:
+            since: only events at or after this time.
+            after_id: only events with a larger id (for following).
+            service: only this service's events.
+            types: only these event types (empty: all).
+            limit: at most this many, the newest when more match.
+        """
+        clauses = ["id > ?"]
+        params: list[Any] = [after_id]
+        if since is not None:
+            clauses.append("ts >= ?")
+            params.append(rfc3339(since))
+        if service is not None:
+            clauses.append("service = ?")
+            params.append(service)
+        if types:
+            clauses.append("type IN (" + ",".join("?" for _ in types) + ")")  # placeholders only
+            params.extend(types)
+        params.append(int(limit))
+        sql = (
+            "SELECT * FROM (SELECT * FROM events WHERE " + " AND ".join(clauses)
+            + " ORDER BY id DESC LIMIT ?) ORDER BY id"
+        )
+        out = []
+        for r in self._q(sql, tuple(params)):
+            d = dict(r)
+            d["details"] = json.loads(d["details"] or "{}")
+            out.append(d)
+        return out
+
+    # ------------------------------------------------------------------ actions
+
+    def begin_action(self, service: str, container: str, action: ActionKind, drift: DriftKind | None, now: datetime) -> int:
+        """Record an action before it runs, so its Docker events are known as ours."""
+        return self._x(
+            "INSERT INTO actions (service, container, action, drift, started_at) VALUES (?, ?, ?, ?, ?)",
+            (service, container, action.value, drift.value if drift else None, rfc3339(now)),
+        )
+
+    def finish_action(self, action_id: int, outcome: Outcome, now: datetime) -> None:
+        """Record the API call's result. A failed call is judged failed at once;
+        a successful one waits for the next observation (the closed loop)."""
+        self._x(
+            "UPDATE actions SET finished_at = ?, ok = ?, result = ?, error = ?, permanent = ?, "
+            "verdict = CASE WHEN ? THEN verdict ELSE 'failed' END, "
+            "judged_at = CASE WHEN ? THEN judged_at ELSE ? END WHERE id = ?",
+            (rfc3339(now), int(outcome.ok), outcome.result, outcome.error, int(outcome.permanent),
+             int(outcome.ok), int(outcome.ok), rfc3339(now), action_id),
+        )
+
+    def judge_action(self, action_id: int, verdict: str, now: datetime) -> None:
+        self._x(
+            "UPDATE actions SET verdict = ?, judged_at = ? WHERE id = ? AND verdict = 'pending'",
+            (verdict, rfc3339(now), action_id),
+        )
+
+    def pending_actions(self) -> dict[str, PendingAction]:
+        """The newest unjudged action per service (earlier pending ones are stale)."""
+        out: dict[str, PendingAction] = {}
+        for r in self._q(
+            "SELECT id, service, container, action, drift, started_at FROM actions "
+            "WHERE verdict = 'pending' ORDER BY id"
+        ):
+            out[r["service"]] = PendingAction(
+                id=r["id"], service=r["service"], container=r["container"], action=ActionKind(r["action"]),
+                started_at=parse_time(r["started_at"]),  # type: ignore[arg-type]
+                drift=DriftKind(r["drift"]) if r["drift"] else None,
+            )
+        return out
+
+    def supersede_pending(self, service: str, keep_id: int, now: datetime) -> None:
+        """Older pending actions of a service are judged failed by a newer one."""
+        self._x(
+            "UPDATE actions SET verdict = 'failed', judged_at = ? WHERE service = ? AND verdict = 'pending' AND id < ?",
+            (rfc3339(now), service, keep_id),
+        )
+
+    def recent_action_on(self, container: str, since: datetime, until: datetime,
+                         actions: tuple[ActionKind, ...]) -> bool:
+        """True when dockwarden began one of ``actions`` on this container between
+        ``since`` and ``until`` (or one is still running). Used to tell our own
+        Docker events from the operator's."""
+        marks = ",".join("?" for _ in actions)  # placeholders only, values are parameters
+        rows = self._q(
+            "SELECT 1 FROM actions WHERE container = ? AND action IN (" + marks + ") "
+            "AND ((started_at >= ? AND started_at <= ?) OR finished_at IS NULL) LIMIT 1",
+            (container, *[a.value for a in actions], rfc3339(since), rfc3339(until)),
+        )
+        return bool(rows)
+
+    def action_stats(self) -> dict[str, tuple[int, str | None]]:
+        """Per service: (failed actions in a row since the last success, last failure text)."""
+        out: dict[str, tuple[int, str | None]] = {}
+        rows = self._q("SELECT service, verdict, error, permanent FROM actions WHERE verdict != 'pending' ORDER BY id DESC")
+        done: set[str] = set()
+        for r in rows:
+            s = r["service"]
+            if s in done:
+                continue
+            n, last = out.get(s, (0, None))
+            if r["verdict"] == "succeeded":
+                done.add(s)
+                out.setdefault(s, (0, None))
+                continue
+            err = r["error"] or "the service did not come back after the action"
+            if r["permanent"]:
+                err = "permanent: " + err
+            out[s] = (n + 1, last or err)
+        return out
+
+    def last_actions(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._q("SELECT * FROM actions ORDER BY id DESC LIMIT ?", (int(limit),))]
+
+    # ------------------------------------------------------------------ guards
+
+    @staticmethod
+    def _guard_from_row(r: sqlite3.Row) -> GuardRecord:
+        return GuardRecord(
+            service=r["service"],
+            attempts=r["attempts"],
+            attempt_times=tuple(t for t in (parse_time(x) for x in json.loads(r["attempt_times"])) if t),
+            last_attempt=parse_time(r["last_attempt"]),
+            next_attempt=parse_time(r["next_attempt"]),
+            circuit=CircuitState(r["circuit"]),
+            circuit_opened_at=parse_time(r["circuit_opened_at"]),
+            paused=bool(r["paused"]),
+            message=r["message"],
+        )
+
+    def guards(self) -> dict[str, GuardRecord]:
+        return {r["service"]: self._guard_from_row(r) for r in self._q("SELECT * FROM guards")}
+
+    def guard(self, service: str) -> GuardRecord:
+        rows = self._q("SELECT * FROM guards WHERE service = ?", (service,))
+        return self._guard_from_row(rows[0]) if rows else GuardRecord(service=service)
+
+    def put_guard(self, g: GuardRecord) -> None:
+        self._x(
+            "INSERT INTO guards (service, attempts, attempt_times, last_attempt, next_attempt, circuit, "
+            "circuit_opened_at, paused, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(service) DO UPDATE SET attempts=excluded.attempts, attempt_times=excluded.attempt_times, "
+            "last_attempt=excluded.last_attempt, next_attempt=excluded.next_attempt, circuit=excluded.circuit, "
+            "circuit_opened_at=excluded.circuit_opened_at, paused=excluded.paused, message=excluded.message",
+            (
+                g.service, g.attempts, json.dumps([rfc3339(t) for t in g.attempt_times]), rfc3339(g.last_attempt),
+                rfc3339(g.next_attempt), g.circuit.value, rfc3339(g.circuit_opened_at), int(g.paused), g.message,
+            ),
+        )
+
+    # ------------------------------------------------------------------ specs
+
+    def put_spec(self, service: str, container: str, spec: dict[str, Any], now: datetime) -> bool:
+        """Record a tracked container's creation spec. Returns True when it changed."""
+        blob = json.dumps(spec, sort_keys=True, default=str)
+        with self.transaction() as db:
+            row = db.execute("SELECT spec FROM specs WHERE service = ?", (service,)).fetchone()
+            if row and row["spec"] == blob:
+                return False
+            db.execute(
+                "INSERT INTO specs (service, container, spec, seen_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(service) DO UPDATE SET container=excluded.container, spec=excluded.spec, seen_at=excluded.seen_at",
+                (service, container, blob, rfc3339(now)),
+            )
+            return True
+
+    def specs(self) -> dict[str, dict[str, Any]]:
+        return {r["service"]: json.loads(r["spec"]) for r in self._q("SELECT service, spec FROM specs")}
+
+    # ------------------------------------------------------------------ open drifts
+
+    def open_drifts(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Drifts detected and not yet resolved, by (subject, kind)."""
+        return {(r["subject"], r["kind"]): dict(r) for r in self._q("SELECT * FROM drifts")}
+
+    def open_drift(self, subject: str, kind: str, container: str | None, priority: str, reason: str, now: datetime) -> None:
+        self._x(
+            "INSERT OR IGNORE INTO drifts (subject, kind, container, priority, reason, since) VALUES (?, ?, ?, ?, ?, ?)",
+            (subject, kind, container, priority, reason, rfc3339(now)),
+        )
+
+    def resolve_drift(self, subject: str, kind: str) -> None:
+        self._x("DELETE FROM drifts WHERE subject = ? AND kind = ?", (subject, kind))
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self, key: str) -> str | None:
+        rows = self._q("SELECT value FROM checkpoints WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_checkpoint(self, key: str, value: str) -> None:
+        self._x(
+            "INSERT INTO checkpoints (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    def prune_events(self, older_than: datetime) -> int:
+        """Delete SQLite events older than a time (events.jsonl is never touched)."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM events WHERE ts < ?", (rfc3339(older_than),))
+            return cur.rowcount
+
+
+def since_seconds(now: datetime, seconds: float) -> datetime:
+    return now - timedelta(seconds=seconds)
