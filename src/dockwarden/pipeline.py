@@ -44,10 +44,10 @@ from dockwarden.model import (
     parse_time,
     utcnow,
 )
-from dockwarden.reconcile import assess as assess_mod
-from dockwarden.reconcile import drift as drift_mod
-from dockwarden.reconcile import policy as policy_mod
-from dockwarden.reconcile import recommend as recommend_mod
+import dockwarden.reconcile.policy as policy_mod
+from dockwarden.reconcile.assess import assess, summarize
+from dockwarden.reconcile.drift import detect_drift, effective_intent, find_container
+from dockwarden.reconcile.recommend import recommend_all
 from dockwarden.sinks.events import EventLog
 from dockwarden.store import Store
 
@@ -153,14 +153,14 @@ class Reconciler:
         desired, problems = merge_labelled(self.desired, world.containers)
         intents = self.store.intents()
         histories = self._histories(desired)
-        drifts = drift_mod.detect_drift(desired, world, intents, histories, self.policy, now=now)
-        findings = assess_mod.assess(drifts, self.policy)
-        recs = recommend_mod.recommend_all(findings, world=world, desired=desired, histories=histories)
+        drifts = detect_drift(desired, world, intents, histories, self.policy, now=now)
+        findings = assess(drifts, self.policy)
+        recs = recommend_all(findings, world=world, desired=desired, histories=histories)
         decisions = []
         for rec in recs:
             spec = desired.services.get(rec.subject)
             hist = histories.get(rec.subject)
-            intent = drift_mod.effective_intent(spec, intents.get(rec.subject)) if spec else None
+            intent = effective_intent(spec, intents.get(rec.subject)) if spec else None
             mode = policy_mod.service_mode(self.mode, spec, self.policy)
             decisions.append(
                 policy_mod.decide(
@@ -172,8 +172,7 @@ class Reconciler:
             n for n, h in histories.items() if h.guard.circuit == CircuitState.OPEN
         } | {d.recommendation.subject for d in decisions if d.blocked}
         in_flight = {n for n, h in histories.items() if h.pending is not None}
-        in_flight |= {d.recommendation.subject for d in decisions if d.execute}
-        summary = assess_mod.summarize(findings, blocked=blocked, in_flight=in_flight)
+        summary = summarize(findings, blocked=blocked, in_flight=in_flight)
         return Evaluation(world, desired, intents, histories, findings, decisions, summary, problems)
 
     # ------------------------------------------------------------------ run_pass (records and acts)
@@ -231,14 +230,14 @@ class Reconciler:
 
     def _record_specs(self, desired: DesiredState, world: WorldState, now: datetime) -> None:
         for spec in desired.services.values():
-            c = drift_mod.find_container(spec, world)
+            c = find_container(spec, world)
             if c is not None and c.spec:
                 self.store.put_spec(spec.name, c.name, c.spec, now)
 
     def _judge_pending(self, desired: DesiredState, world: WorldState, now: datetime) -> None:
         for service, pending in self.store.pending_actions().items():
             spec = desired.services.get(service)
-            container = drift_mod.find_container(spec, world) if spec else None
+            container = find_container(spec, world) if spec else None
             verdict = policy_mod.judge(pending, container, now=now, policy=self.policy)
             if verdict == "pending":
                 continue
@@ -262,7 +261,7 @@ class Reconciler:
         drifting = {f.subject for f in ev.findings}
         for name, hist in ev.histories.items():
             spec = ev.desired.services[name]
-            c = drift_mod.find_container(spec, ev.world)
+            c = find_container(spec, ev.world)
             g2 = policy_mod.observe_stability(hist.guard, container=c, drifting=name in drifting, now=now, policy=self.policy)
             if g2 != hist.guard:
                 self.store.put_guard(g2)
@@ -299,7 +298,7 @@ class Reconciler:
             if subject in still_down:
                 continue
             spec = ev.desired.services.get(subject)
-            c = drift_mod.find_container(spec, ev.world) if spec else world_by_name.get(subject)
+            c = find_container(spec, ev.world) if spec else world_by_name.get(subject)
             if c is None or not c.running:
                 continue
             starts = [t for t in (parse_time(r.get("since")) for r in rows) if t]
@@ -321,7 +320,7 @@ class Reconciler:
             RecommendationType.RECOMMENDED: EventType.RECONCILE_RECOMMENDED,
             RecommendationType.BLOCKED: EventType.RECONCILE_BLOCKED,
         }[d.event_type]
-        reason = rec.reason if d.execute else f"{rec.reason} — {d.reason}"
+        reason = rec.reason if (d.execute or d.reason == rec.reason) else f"{rec.reason} — {d.reason}"
         self._emit(etype, now=now, service=rec.subject, container=rec.container, drift=rec.finding.drift.kind.value,
                    priority=str(rec.finding.priority), action=rec.action.value, reason=reason,
                    details={"advice": list(rec.advice), "execute": d.execute, "decision": d.reason,

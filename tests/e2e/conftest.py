@@ -1,0 +1,234 @@
+"""Fixtures for end-to-end tests against a real Docker engine.
+
+Everything a test creates carries the label ``dockwarden.test=<run id>`` and is
+removed in a finalizer, even when the test fails. The daemon under test is a
+real ``python -m dockwarden run`` subprocess with its own state dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import docker
+import pytest
+import yaml
+
+IMAGE = "dockwarden-test/busybox:latest"
+REPO = Path(__file__).resolve().parents[2]
+RUN_ID = uuid.uuid4().hex[:8]
+TEST_LABEL = "dockwarden.test"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    """A client of the real engine; fails (never skips) when there is none:
+    `make test` starts one."""
+    client = docker.from_env(timeout=60)
+    try:
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - any failure means no engine
+        pytest.fail(f"no Docker engine answers ({e}); run `make test`, which starts one")
+    try:
+        client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        subprocess.run(["bash", str(REPO / "scripts" / "build-test-image.sh")], check=True)
+    yield client
+    for c in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={RUN_ID}"}):
+        c.remove(force=True)
+
+
+class Containers:
+    """Creates labelled test containers and removes them at teardown."""
+
+    def __init__(self, client: docker.DockerClient, prefix: str):
+        self.client = client
+        self.prefix = prefix
+        self.created: list[str] = []
+
+    def name(self, short: str) -> str:
+        return f"{self.prefix}-{short}"
+
+    def run(self, short: str, command: list[str] | str, *, healthcheck: dict | None = None,
+            labels: dict[str, str] | None = None, start: bool = True, **kw: Any):
+        name = self.name(short)
+        c = self.client.containers.create(
+            IMAGE, command, name=name, labels={TEST_LABEL: RUN_ID, **(labels or {})},
+            healthcheck=healthcheck, **kw,
+        )
+        self.created.append(name)
+        if start:
+            c.start()
+        return c
+
+    def get(self, short: str):
+        return self.client.containers.get(self.name(short))
+
+    def state(self, short: str) -> dict:
+        return self.client.api.inspect_container(self.name(short))["State"]
+
+    def cleanup(self) -> None:
+        for n in self.created:
+            try:
+                self.client.api.remove_container(n, force=True)
+            except docker.errors.NotFound:
+                pass
+
+
+@pytest.fixture
+def containers(docker_client, request):
+    short = request.node.name.replace("test_", "")[:20].replace("[", "-").replace("]", "").replace("_", "-")
+    cs = Containers(docker_client, f"dwt-{RUN_ID}-{short}-{uuid.uuid4().hex[:4]}")
+    yield cs
+    cs.cleanup()
+
+
+def write_inventory(root: Path, services: list[dict], node: str = "testnode") -> Path:
+    """Write ``root/hosts/<node>/services.yaml`` and return ``root``."""
+    d = root / "hosts" / node
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "services.yaml").write_text(yaml.safe_dump({"services": services}, sort_keys=False))
+    return root
+
+
+def write_policy(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+FAST_POLICY = """
+[backoff]
+initial_delay_s = 1
+max_delay_s = 8
+stable_reset_s = 600
+[restart_budget]
+max_restarts = 5
+window_s = 600
+[guardrails]
+dependency_wait_s = 1
+"""
+
+
+class Daemon:
+    """A real `dockwarden run` subprocess, with helpers to read its events."""
+
+    def __init__(self, tmp: Path, inventory: Path, policy: Path | None, extra: list[str]):
+        self.state_dir = tmp / "state"
+        self.inventory = inventory
+        self.policy = policy
+        self.extra = extra
+        self.proc: subprocess.Popen | None = None
+        self.log_path = tmp / "daemon.log"
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "dockwarden", *args, "--state-dir", str(self.state_dir),
+               "--inventory", str(self.inventory)]
+        if self.policy:
+            cmd += ["--policy", str(self.policy)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+        if check and r.returncode != 0:
+            raise AssertionError(f"{cmd} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def start(self, resync: float = 2.0) -> "Daemon":
+        cmd = [sys.executable, "-m", "dockwarden", "run", "--state-dir", str(self.state_dir),
+               "--inventory", str(self.inventory), "--resync", str(resync), *self.extra]
+        if self.policy:
+            cmd += ["--policy", str(self.policy)]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env())
+        self.wait_event(lambda e: e["type"] == "daemon_started", timeout=30)
+        return self
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        self._log.close()
+        return code
+
+    def events(self) -> list[dict]:
+        p = self.state_dir / "events.jsonl"
+        if not p.exists():
+            return []
+        out = []
+        for line in p.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+        return out
+
+    def wait_event(self, pred: Callable[[dict], bool], timeout: float = 30, after: int = 0) -> dict:
+        """Wait until an event (index >= after) matches; fail with the log when not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.events()[after:]:
+                if pred(e):
+                    return e
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(
+            f"no matching event within {timeout} s; daemon log:\n{self.log_text()[-4000:]}\n"
+            f"events:\n" + "\n".join(json.dumps(e) for e in self.events()[-40:])
+        )
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("COLUMNS", "200")
+    return env
+
+
+@pytest.fixture
+def daemon_factory(tmp_path):
+    made: list[Daemon] = []
+
+    def make(inventory: Path, policy: Path | None = None, extra: list[str] | None = None) -> Daemon:
+        d = Daemon(tmp_path, inventory, policy, extra or [])
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
