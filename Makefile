@@ -1,0 +1,88 @@
+# dockwarden — the two commands:  make run   (the demo, supervised)
+#                                 make test  (the test suite, against a real engine)
+# On a fresh Debian machine as root, both install what they need (apt) first.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON     ?= python3
+VENV       ?= .venv
+STATE_DIR  ?= ./state
+INVENTORY  ?= examples/inventory
+POLICY     ?= examples/policy.toml
+RUN_ARGS   ?=
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+
+.PHONY: help venv engine run test bench demo-up demo-down clean distclean
+
+help:
+	@echo "make run        venv + engine + demo containers, then 'dockwarden run' in the foreground"
+	@echo "make test       venv + engine, then pytest (PYTEST_ARGS='-k drift' to select)"
+	@echo "make bench      run the benchmarks in bench/ (they print figures)"
+	@echo "make venv       create $(VENV) and install dockwarden with its test extra"
+	@echo "make engine     make sure a Docker engine runs and the test image exists"
+	@echo "make demo-up    (re)create the demo containers; make demo-down removes them"
+	@echo "make clean      remove $(STATE_DIR) and caches; make distclean also removes $(VENV)"
+	@echo "Variables: STATE_DIR=$(STATE_DIR) INVENTORY=$(INVENTORY) POLICY=$(POLICY) RUN_ARGS=..."
+
+# The virtualenv, rebuilt only when pyproject.toml changes (stamp file).
+# Debian's system python3 may lack the venv module (package python3-venv):
+# as root on Debian it is installed and the venv created again.
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: pyproject.toml
+	@if [ ! -x "$(BIN)/pip" ]; then \
+	    if ! $(PYTHON) -m venv "$(VENV)"; then \
+	        if [ "$$(id -u)" -eq 0 ] && [ -f /etc/debian_version ]; then \
+	            echo "venv: installing python3-venv" >&2; \
+	            rm -rf "$(VENV)"; \
+	            (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 \
+	                apt-get install -y -qq python3-venv >/dev/null); \
+	            $(PYTHON) -m venv "$(VENV)"; \
+	        else \
+	            echo "venv: '$(PYTHON) -m venv' failed; install the venv module (Debian/Ubuntu: apt-get install python3-venv)" >&2; \
+	            exit 1; \
+	        fi; \
+	    fi; \
+	fi
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+engine:
+	bash scripts/ensure-docker.sh
+	bash scripts/build-test-image.sh
+
+demo-up: engine
+	bash scripts/demo-up.sh
+
+demo-down:
+	bash scripts/demo-down.sh
+
+# Foreground: events are printed as they happen; Ctrl-C stops dockwarden (the
+# demo containers stay; `make demo-down` removes them).
+run: venv engine
+	bash scripts/demo-up.sh
+	@echo
+	@echo "dockwarden run: inventory $(INVENTORY), policy $(POLICY), state in $(STATE_DIR)"
+	@echo "In another shell: $(BIN)/dockwarden status --state-dir $(STATE_DIR)   (see README: five-minute tour)"
+	@echo
+	$(BIN)/dockwarden run --inventory $(INVENTORY) --policy $(POLICY) --state-dir $(STATE_DIR) $(RUN_ARGS)
+
+test: venv engine
+	$(BIN)/python -m pytest -v -ra $(PYTEST_ARGS)
+
+bench: venv engine
+	@shopt -s nullglob; files=(bench/*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "bench: no bench/*.py yet"; exit 0; fi; \
+	for f in "$${files[@]}"; do echo "== $$f"; $(BIN)/python "$$f"; done
+
+clean:
+	@case "$(STATE_DIR)" in ""|/|.|./|..|~|$$HOME) echo "clean: refusing to remove STATE_DIR=$(STATE_DIR)" >&2; exit 1;; esac
+	rm -rf -- "$(STATE_DIR)" .pytest_cache .import_linter_cache build dist
+	find src tests bench -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf -- "$(VENV)"
