@@ -58,7 +58,7 @@ def _settings(inventory, state_dir, policy, node) -> Settings:
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False)
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -546,22 +546,27 @@ def resume(
 
 @inventory_app.command("validate")
 def inventory_validate(
-    path: Annotated[Path, typer.Argument(help="Inventory dir or services.yaml.")],
-    policy: PolicyOpt = None, node: NodeOpt = None,
+    path: Annotated[Optional[Path], typer.Argument(help="Inventory dir or services.yaml (default: --inventory).")] = None,
+    inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
 ) -> None:
-    """Validate an inventory (every node) and optionally a policy file."""
+    """Validate an inventory (every node) and the policy file, if one is given. Exit 1 when invalid."""
     from dockwarden.inventory import inventory_files, parse_services_file
 
+    s = _settings(inventory, state_dir, policy, node)
+    target = path or s.inventory
+    if target is None:
+        _fail("no inventory given (PATH, --inventory or DOCKWARDEN_INVENTORY)", 2)
     try:
-        files = inventory_files(path)
+        files = inventory_files(target)
         total = 0
         for n, f in files.items():
             total += len(parse_services_file(f, n))
-        if policy is not None:
-            load_policy(policy)
+        if s.policy_path is not None:
+            load_policy(s.policy_path)
     except ConfigError as e:
-        _fail(f"invalid inventory:\n{e}", 1)
-    out.print(f"[green]ok[/]: {len(files)} node(s), {total} service(s) in {path}", highlight=False)
+        _fail(f"invalid configuration:\n{e}", 1)
+    out.print(f"[green]ok[/]: {len(files)} node(s), {total} service(s) in {target}"
+              + (f"; policy {s.policy_path} ok" if s.policy_path else ""), highlight=False)
 
 
 @app.command()

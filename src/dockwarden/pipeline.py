@@ -281,9 +281,12 @@ class Reconciler:
                            drift=d.kind.value, priority=str(f.priority), reason=d.reason,
                            details={**d.details, "tracked": d.tracked})
         recovered_subjects: dict[str, list[dict[str, Any]]] = {}
+        world_by_name = ev.world.by_name()
         for key, row in open_before.items():
             if key in current:
                 continue
+            if key[1] in DOWN_KINDS and self._health_starting(key[0], ev, world_by_name):
+                continue  # back up, but not yet proven healthy: resolve on the health_status event
             self.store.resolve_drift(*key)
             since = row.get("since")
             self._emit(EventType.DRIFT_RESOLVED, now=now, service=key[0], container=row.get("container"),
@@ -293,7 +296,6 @@ class Reconciler:
                 recovered_subjects.setdefault(key[0], []).append(row)
         # A service is recovered when its down-drifts are gone and nothing else keeps it down.
         still_down = {f.subject for f in ev.findings if f.drift.kind in DOWN_KINDS}
-        world_by_name = ev.world.by_name()
         for subject, rows in recovered_subjects.items():
             if subject in still_down:
                 continue
@@ -308,6 +310,12 @@ class Reconciler:
                        reason=f"{subject} is running again" + (f" after {downtime:.1f} s" if downtime is not None else ""),
                        details={"downtime_s": round(downtime, 3) if downtime is not None else None,
                                 "health": c.health})
+
+    @staticmethod
+    def _health_starting(subject: str, ev: Evaluation, world_by_name: dict[str, ContainerState]) -> bool:
+        spec = ev.desired.services.get(subject)
+        c = find_container(spec, ev.world) if spec else world_by_name.get(subject)
+        return c is not None and c.running and c.health == "starting"
 
     def _record_recommendation(self, d: Decision, now: datetime) -> None:
         rec = d.recommendation

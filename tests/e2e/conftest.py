@@ -119,6 +119,7 @@ max_restarts = 5
 window_s = 600
 [guardrails]
 dependency_wait_s = 1
+stop_timeout_s = 1
 """
 
 

@@ -39,8 +39,7 @@ class PrivateEngine:
              "--pidfile", str(self.run_dir / "docker.pid"), "--bridge", "none", "--iptables=false"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        client = docker.DockerClient(base_url=self.host, timeout=10)
-        wait_for(lambda: _pings(client), 60, 0.3, what=f"{self.name} dockerd")
+        wait_for(lambda: _pings(self.host), 60, 0.3, what=f"{self.name} dockerd")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -53,9 +52,9 @@ class PrivateEngine:
         self.proc = None
 
 
-def _pings(client) -> bool:
+def _pings(host: str) -> bool:
     try:
-        return bool(client.ping())
+        return bool(docker.DockerClient(base_url=host, timeout=5).ping())
     except Exception:  # noqa: BLE001 - not up yet
         return False
 

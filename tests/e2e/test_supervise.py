@@ -145,7 +145,7 @@ def test_mode_recommend_changes_nothing(tmp_path, containers, daemon_factory):
 def test_dependency_delays_dependant_and_start_order(tmp_path, containers, daemon_factory):
     """7. a dependency that is down delays its dependant; start order follows depends_on."""
     health = {"test": ["CMD-SHELL", "test -f /tmp/ready"], "interval": 1_000_000_000,
-              "timeout": 1_000_000_000, "retries": 1}
+              "timeout": 1_000_000_000, "retries": 2, "start_period": 10_000_000_000}
     containers.run("db", ["sh", "-c", "rm -f /tmp/ready; sleep 2; touch /tmp/ready; exec sleep 3600"],
                    healthcheck=health, start=False)
     containers.run("app", ["sleep", "3600"], start=False)
