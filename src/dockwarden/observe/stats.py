@@ -1,0 +1,427 @@
+"""Per-container CPU and memory readers.
+
+Two readers share one interface, ``read(ids) -> {id: (cpu_percent, memory_bytes,
+memory_limit_bytes)}``:
+
+- :class:`CgroupStatsReader` reads the container's cgroup files directly, the way
+  cAdvisor does. It only works when the engine runs on this host (its cgroup tree
+  is ours) and costs about 6 ms for 100 containers (field notes, "Docker Engine
+  API facts").
+- :class:`ApiStatsReader` asks the engine (``GET /containers/{id}/stats`` with
+  ``stream=false&one-shot=true``, API 1.41 / Engine 20.10). On Engine 20.10 each
+  call waits for the daemon's 1 s collection tick, so calls are made
+  concurrently, as many as the client's connection pool allows.
+
+Both compute CPU % themselves from two consecutive samples of the same container:
+``delta cpu ns / delta wall ns * 100`` (100 = one full core, as ``docker stats``
+reports it). The first sample of a container gives ``None``. Memory follows the
+docker CLI (``cli/command/container/stats_helpers.go``, ``calculateMemUsageUnixNoCache``):
+usage minus inactive page cache (``total_inactive_file`` on cgroup v1,
+``inactive_file`` on cgroup v2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import docker.errors
+import requests.exceptions
+
+from dockwarden import model
+
+log = logging.getLogger(__name__)
+
+#: One container's figures: (cpu_percent, memory_bytes, memory_limit_bytes).
+#: cpu_percent is % of one core (None on the first sample); memory_limit_bytes is
+#: None when the container has no memory limit.
+Stats = tuple[float | None, int | None, int | None]
+
+#: Limits at or above this many bytes mean "no limit". cgroup v1 writes
+#: PAGE_COUNTER_MAX * page size (9223372036854771712 with 4 KiB pages) for an
+#: unlimited group; anything >= 2**60 (1 EiB) is treated the same way.
+UNLIMITED_BYTES = 1 << 60
+
+DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _cpu_percent(prev: tuple[int, int] | None, cpu_ns: int, wall_ns: int) -> float | None:
+    """CPU % of one core between two samples, or None when it cannot be computed.
+
+    Args:
+        prev: the previous (cpu_ns, wall_ns) sample of the same container, or None.
+        cpu_ns: cumulative CPU time of the container now, nanoseconds.
+        wall_ns: the time of this sample, nanoseconds (any monotonic origin that
+            ``prev`` shares).
+    Returns:
+        float | None: ``delta cpu / delta wall * 100``; None on the first sample,
+        when wall time did not advance, or when the CPU counter went backwards
+        (the container restarted and its cgroup was recreated).
+    """
+    if prev is None:
+        return None
+    d_cpu = cpu_ns - prev[0]
+    d_wall = wall_ns - prev[1]
+    if d_wall <= 0 or d_cpu < 0:
+        return None
+    return d_cpu / d_wall * 100.0
+
+
+def _limit_or_none(limit: int | None, host_total: int | None = None) -> int | None:
+    """Map a reported memory limit to the model's convention (None = unlimited)."""
+    if limit is None or limit <= 0 or limit >= UNLIMITED_BYTES:
+        return None
+    if host_total and limit >= host_total:
+        # The engine reports the host's RAM as the "limit" of an unlimited container.
+        return None
+    return limit
+
+
+# --------------------------------------------------------------------------- cgroups
+
+
+def _read_int(path: str) -> int | None:
+    """Read one integer (or ``max``) from a cgroup file; None for ``max``.
+
+    Raises:
+        OSError: the file does not exist (the container stopped) or is unreadable.
+        ValueError: the file does not hold an integer.
+    """
+    with open(path, "rb") as f:
+        raw = f.read().strip()
+    if raw == b"max":
+        return None
+    return int(raw)
+
+
+def _read_keyed(path: str, keys: Sequence[bytes]) -> dict[bytes, int]:
+    """Read ``key value`` lines (memory.stat, cpu.stat) and return the wanted keys.
+
+    Raises:
+        OSError: the file does not exist or is unreadable.
+    """
+    wanted = set(keys)
+    out: dict[bytes, int] = {}
+    with open(path, "rb") as f:
+        for line in f:
+            k, _, v = line.partition(b" ")
+            if k in wanted:
+                out[k] = int(v)
+    return out
+
+
+class CgroupStatsReader:
+    """Read container CPU and memory from the host's cgroup files.
+
+    Layouts recognised (``root`` is ``/sys/fs/cgroup``):
+
+    - cgroup v1, cgroupfs driver: ``memory/docker/<id>/memory.usage_in_bytes``,
+      ``memory.limit_in_bytes``, ``memory.stat``; ``cpuacct/docker/<id>/cpuacct.usage`` (ns).
+    - cgroup v1, systemd driver: the same files under ``system.slice/docker-<id>.scope``.
+    - cgroup v2, systemd driver: ``system.slice/docker-<id>.scope/{memory.current,
+      memory.max, memory.stat, cpu.stat}`` (``usage_usec``).
+    - cgroup v2, cgroupfs driver: ``docker/<id>/`` with the v2 files.
+
+    Containers in another cgroup parent (``--cgroup-parent``, Kubernetes) are not
+    found; :meth:`read` leaves them out of its result so a caller can fall back to
+    the API for them.
+
+    Not thread-safe for concurrent ``read`` calls on one instance (the previous
+    samples are shared state); the observer serialises calls.
+    """
+
+    def __init__(self, root: str = DEFAULT_CGROUP_ROOT, *,
+                 clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+        """
+        Args:
+            root: mount point of the cgroup hierarchy.
+            clock_ns: wall clock for CPU % deltas, nanoseconds (monotonic).
+        """
+        self.root = root
+        self._clock_ns = clock_ns
+        self._prev: dict[str, tuple[int, int]] = {}
+        self._paths: dict[str, tuple[int, str, str]] = {}  # id -> (version, mem dir, cpu dir)
+        self.version = self._detect_version()
+
+    def _detect_version(self) -> int | None:
+        if os.path.isdir(os.path.join(self.root, "memory")) and os.path.isdir(
+                os.path.join(self.root, "cpuacct")):
+            return 1
+        if os.path.exists(os.path.join(self.root, "cgroup.controllers")):
+            return 2
+        return None
+
+    def _resolve(self, cid: str) -> tuple[int, str, str] | None:
+        """Find the cgroup directories of a container; cached once found."""
+        hit = self._paths.get(cid)
+        if hit is not None:
+            return hit
+        r = self.root
+        if self.version == 1:
+            for rel in (f"docker/{cid}", f"system.slice/docker-{cid}.scope"):
+                mem = os.path.join(r, "memory", rel)
+                cpu = os.path.join(r, "cpuacct", rel)
+                if os.path.isdir(mem) and os.path.isdir(cpu):
+                    hit = (1, mem, cpu)
+                    break
+        elif self.version == 2:
+            for rel in (f"system.slice/docker-{cid}.scope", f"docker/{cid}"):
+                d = os.path.join(r, rel)
+                if os.path.exists(os.path.join(d, "memory.current")):
+                    hit = (2, d, d)
+                    break
+        if hit is not None:
+            self._paths[cid] = hit
+        return hit
+
+    def available(self, ids: Sequence[str] = ()) -> bool:
+        """Whether this reader can be used.
+
+        Args:
+            ids: ids of running containers to probe. With none given, only the
+                layout of ``root`` is checked.
+        Returns:
+            bool: True when a known cgroup layout is mounted at ``root`` and (if
+            ``ids`` is not empty) the cgroup of at least one of them is found.
+            Whether the engine is local is for the caller to judge (a remote
+            engine's containers are simply not found here).
+        """
+        if self.version is None:
+            return False
+        if not ids:
+            return True
+        return any(self._resolve(cid) is not None for cid in ids)
+
+    def _read_one(self, cid: str) -> tuple[int, int, int | None] | None:
+        """(cpu_ns, memory_bytes, limit_bytes) of one container, or None if gone."""
+        where = self._resolve(cid)
+        if where is None:
+            return None
+        version, mem, cpu = where
+        try:
+            if version == 1:
+                cpu_ns = _read_int(os.path.join(cpu, "cpuacct.usage")) or 0
+                usage = _read_int(os.path.join(mem, "memory.usage_in_bytes")) or 0
+                limit = _read_int(os.path.join(mem, "memory.limit_in_bytes"))
+                inactive = _read_keyed(os.path.join(mem, "memory.stat"),
+                                       (b"total_inactive_file",)).get(b"total_inactive_file", 0)
+            else:
+                cpu_ns = _read_keyed(os.path.join(cpu, "cpu.stat"),
+                                     (b"usage_usec",)).get(b"usage_usec", 0) * 1000
+                usage = _read_int(os.path.join(mem, "memory.current")) or 0
+                limit = _read_int(os.path.join(mem, "memory.max"))
+                inactive = _read_keyed(os.path.join(mem, "memory.stat"),
+                                       (b"inactive_file",)).get(b"inactive_file", 0)
+        except (OSError, ValueError):
+            # Stopped between listing and reading: its cgroup is gone.
+            self._paths.pop(cid, None)
+            return None
+        if inactive < usage:
+            usage -= inactive
+        return cpu_ns, usage, limit
+
+    def read(self, ids: Sequence[str]) -> dict[str, Stats]:
+        """Read CPU % and memory of running containers.
+
+        Args:
+            ids: full container ids (64 hex characters), running ones.
+        Returns:
+            dict[str, Stats]: ``{id: (cpu_percent, memory_bytes, memory_limit_bytes)}``
+            for every id whose cgroup was found; ids not found (stopped, remote
+            engine, other cgroup parent) are absent. cpu_percent is % of one core
+            since this reader's previous ``read`` of that id (None the first time);
+            memory_bytes excludes inactive page cache; memory_limit_bytes is None
+            when unlimited. Previous samples of ids not passed are forgotten.
+        Raises:
+            Nothing: unreadable files leave the id out.
+        """
+        out: dict[str, Stats] = {}
+        seen = set(ids)
+        for cid in ids:
+            wall = self._clock_ns()
+            got = self._read_one(cid)
+            if got is None:
+                self._prev.pop(cid, None)
+                continue
+            cpu_ns, mem, limit = got
+            pct = _cpu_percent(self._prev.get(cid), cpu_ns, wall)
+            self._prev[cid] = (cpu_ns, wall)
+            out[cid] = (pct, mem, _limit_or_none(limit))
+        for cid in list(self._prev):
+            if cid not in seen:
+                del self._prev[cid]
+        for cid in list(self._paths):
+            if cid not in seen:
+                del self._paths[cid]
+        return out
+
+
+# --------------------------------------------------------------------------- API
+
+
+def pool_size(client: Any, default: int = 10) -> int:
+    """The connection pool size of a docker client, for sizing worker pools.
+
+    Args:
+        client: a ``docker.DockerClient`` or ``docker.APIClient``.
+        default: returned when the size cannot be found (requests' default is 10).
+    Returns:
+        int: maximum connections kept per host.
+    """
+    api = getattr(client, "api", client)
+    adapter = getattr(api, "_custom_adapter", None)
+    size = getattr(adapter, "max_pool_size", None) or getattr(adapter, "_pool_maxsize", None)
+    if not size:
+        try:
+            size = api.get_adapter(api.base_url)._pool_maxsize  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - best effort only
+            size = None
+    return int(size or default)
+
+
+def stats_from_api(doc: dict[str, Any], *, host_total: int | None = None) -> tuple[int | None, int | None, int | None, int | None]:
+    """Pick the figures out of one ``GET /containers/{id}/stats`` document.
+
+    PURE.
+
+    Args:
+        doc: the decoded stats JSON (Engine API ``ContainerStatsResponse``).
+        host_total: the engine host's RAM in bytes (``MemTotal`` of ``docker info``);
+            a limit >= this is the engine's way of saying "unlimited".
+    Returns:
+        tuple: (cpu_ns, read_ns, memory_bytes, memory_limit_bytes) where cpu_ns is
+        ``cpu_stats.cpu_usage.total_usage`` (cumulative ns), read_ns the sample time
+        (``read``) in ns since the epoch, memory_bytes usage minus inactive file
+        cache, and the limit None when unlimited. Missing parts are None.
+    """
+    cpu = ((doc.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+    read_at = model.parse_time(doc.get("read"))
+    read_ns = None
+    if read_at is not None:
+        read_ns = int(read_at.timestamp()) * 1_000_000_000 + read_at.microsecond * 1000
+    mem = doc.get("memory_stats") or {}
+    usage = mem.get("usage")
+    if usage is not None:
+        st = mem.get("stats") or {}
+        inactive = st.get("total_inactive_file", st.get("inactive_file", 0)) or 0
+        if inactive < usage:
+            usage -= inactive
+    return cpu, read_ns, usage, _limit_or_none(mem.get("limit"), host_total)
+
+
+class ApiStatsReader:
+    """Read container CPU and memory through the engine's stats endpoint.
+
+    Calls ``client.api.stats(id, stream=False, one_shot=True)`` for each id
+    concurrently in a thread pool. One-shot stats carry no ``precpu_stats``
+    (API 1.41), so CPU % comes from this reader's previous sample of the same id,
+    using the engine's ``read`` timestamps as the wall clock.
+    """
+
+    def __init__(self, client: Any, *, workers: int | None = None) -> None:
+        """
+        Args:
+            client: a ``docker.DockerClient``; its pool should hold at least
+                ``workers`` connections (see ``observe.docker.connect``).
+            workers: concurrent stats calls; default: the client's pool size.
+                Engine 20.10 answers each call at its next 1 s collection tick,
+                so N containers take about ceil(N / workers) seconds.
+        """
+        self.client = client
+        self.workers = workers or pool_size(client)
+        self._pool = ThreadPoolExecutor(max_workers=self.workers,
+                                        thread_name_prefix="dockwarden-stats")
+        self._prev: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        self._host_total: int | None = None
+        self._one_shot = True
+
+    def _fetch(self, cid: str) -> dict[str, Any] | None:
+        try:
+            if self._one_shot:
+                try:
+                    return self.client.api.stats(cid, stream=False, one_shot=True)
+                except docker.errors.InvalidVersion:
+                    # API < 1.41: no one-shot; stream=false then waits two ticks
+                    # but fills precpu_stats.
+                    self._one_shot = False
+            return self.client.api.stats(cid, stream=False)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as e:
+            log.debug("%s: stats failed: %s", cid[:12], e)
+            return None
+        except requests.exceptions.ReadTimeout:
+            log.debug("%s: stats timed out", cid[:12])
+            return None
+        except ValueError as e:
+            # Empty or truncated body: the container stopped during the call
+            # (seen on Engine 20.10). requests' JSONDecodeError is a ValueError.
+            log.debug("%s: stats unreadable: %s", cid[:12], e)
+            return None
+
+    def read(self, ids: Sequence[str]) -> dict[str, Stats]:
+        """Read CPU % and memory of running containers from the engine.
+
+        Args:
+            ids: container ids, running ones.
+        Returns:
+            dict[str, Stats]: ``{id: (cpu_percent, memory_bytes, memory_limit_bytes)}``
+            for ids the engine answered for (removed or failing ones are absent).
+            cpu_percent is % of one core since the previous sample of that id
+            (None the first time, unless the engine supplied ``precpu_stats``).
+            Previous samples of ids not passed are forgotten.
+        Raises:
+            docker.errors.DockerException, requests.exceptions.RequestException:
+                the engine is unreachable (connection refused, reset).
+        Source: Engine API ``GET /containers/{id}/stats``; one-shot needs API 1.41.
+        """
+        if self._host_total is None:
+            try:
+                self._host_total = int(self.client.info().get("MemTotal") or 0)
+            except docker.errors.APIError:
+                self._host_total = 0
+        docs = dict(zip(ids, self._pool.map(self._fetch, ids)))
+        out: dict[str, Stats] = {}
+        with self._lock:
+            for cid, doc in docs.items():
+                if doc is None:
+                    self._prev.pop(cid, None)
+                    continue
+                cpu_ns, read_ns, mem, limit = stats_from_api(doc, host_total=self._host_total)
+                pct = None
+                if cpu_ns is not None and read_ns is not None:
+                    pre = (doc.get("precpu_stats") or {}).get("cpu_usage") or {}
+                    pre_read = model.parse_time(doc.get("preread"))
+                    if pre.get("total_usage") and pre_read is not None:
+                        pre_ns = int(pre_read.timestamp()) * 1_000_000_000 + pre_read.microsecond * 1000
+                        pct = _cpu_percent((pre["total_usage"], pre_ns), cpu_ns, read_ns)
+                    else:
+                        pct = _cpu_percent(self._prev.get(cid), cpu_ns, read_ns)
+                    self._prev[cid] = (cpu_ns, read_ns)
+                out[cid] = (pct, mem, limit)
+            seen = set(ids)
+            for cid in list(self._prev):
+                if cid not in seen:
+                    del self._prev[cid]
+        return out
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class NullStatsReader:
+    """A reader that reads nothing (``stats="none"``)."""
+
+    def available(self, ids: Sequence[str] = ()) -> bool:
+        return True
+
+    def read(self, ids: Sequence[str]) -> dict[str, Stats]:
+        """Returns an empty dict: no figures for any id."""
+        return {}

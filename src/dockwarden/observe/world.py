@@ -1,0 +1,113 @@
+"""Assemble, update and write the world state of one node.
+
+``observe_world`` is the one call a reconcile pass makes to read the world: host
+resources (psutil) plus every container (engine). ``world.json`` in the state dir
+is its JSON form (design.md: filesystem-first, inspectable with ``jq``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from dockwarden import model
+from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver
+from dockwarden.observe.host import HostSampler
+
+
+def observe_world(observer: ContainerObserver, sampler: HostSampler, *, node: str, now: datetime,
+                  with_stats: bool = True, docker_root_dir: str | None = None) -> model.WorldState:
+    """Observe the host and all containers of its engine.
+
+    Args:
+        observer: the engine's container observer.
+        sampler: the host sampler (keeps the CPU baseline between passes).
+        node: node name written into the snapshot.
+        now: the observation time (aware UTC), becomes ``observed_at``.
+        with_stats: read fresh per-container CPU/memory (see
+            ``ContainerObserver.observe``).
+        docker_root_dir: the engine's root dir; None asks the engine once
+            (``ContainerObserver.root_dir``, cached).
+    Returns:
+        model.WorldState: host stats over ``["/", docker_root_dir]`` and the
+        containers sorted by name. If the engine is unreachable (any of
+        ``ENGINE_ERRORS``), ``engine_ok`` is False, ``engine_error`` says why
+        and ``containers`` is empty; host stats are still filled.
+    Raises:
+        Nothing from the engine; psutil errors only on a broken /proc.
+    """
+    root = docker_root_dir or observer.root_dir()
+    host = sampler.sample(["/", root])
+    try:
+        containers = observer.observe(with_stats=with_stats)
+    except ENGINE_ERRORS as e:
+        return model.WorldState(node=node, observed_at=now, host=host, containers=(),
+                                engine_ok=False, engine_error=f"{type(e).__name__}: {e}",
+                                docker_root_dir=root)
+    return model.WorldState(node=node, observed_at=now, host=host, containers=tuple(containers),
+                            engine_ok=True, engine_error=None, docker_root_dir=root)
+
+
+def write_world(world: model.WorldState, path: Path) -> None:
+    """Write a world state as JSON, atomically.
+
+    Writes a temporary file in the same directory, fsyncs it and renames it over
+    ``path`` (``os.replace``), so readers see the old or the new file, never half.
+
+    Args:
+        world: the snapshot (``model.to_jsonable`` form, datetimes RFC 3339 UTC).
+        path: destination, e.g. ``<state dir>/world.json``; its directory must exist.
+    Raises:
+        OSError: the directory is missing or not writable, or the disk is full
+            (the temporary file is removed).
+    """
+    path = Path(path)
+    data = json.dumps(model.to_jsonable(world), indent=1, sort_keys=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def replace_containers(world: model.WorldState, updated: Iterable[model.ContainerState],
+                       removed: Iterable[str] = ()) -> model.WorldState:
+    """A copy of ``world`` with some containers replaced, added or dropped.
+
+    PURE. For event-driven passes: after ``inspect_one`` of the containers an
+    event named, patch the cached snapshot instead of observing everything.
+
+    Args:
+        world: the cached snapshot.
+        updated: fresh container states. Each replaces the container with the
+            same id *or* the same name (a recreated container has a new id but
+            its old name), or is added.
+        removed: ids (full) or names of containers that no longer exist.
+    Returns:
+        model.WorldState: same node, host and ``observed_at``; containers sorted
+        by name.
+    """
+    upd = list(updated)
+    gone = set(removed)
+    upd_ids = {c.id for c in upd}
+    upd_names = {c.name for c in upd}
+    kept = [c for c in world.containers
+            if c.id not in gone and c.name not in gone
+            and c.id not in upd_ids and c.name not in upd_names]
+    fresh = [c for c in upd if c.id not in gone]
+    merged = sorted(kept + fresh, key=lambda c: (c.name, c.id))
+    return dataclasses.replace(world, containers=tuple(merged))
