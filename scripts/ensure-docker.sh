@@ -58,12 +58,16 @@ MSG
 }
 
 
+# What the tests need beside the engine itself (never the engine package: an
+# engine that already answers may come from docker-ce, which conflicts with docker.io).
+TEST_PKGS=(busybox-static iproute2 docker-compose)
+
 if engine_ok; then
-    if [ -x /bin/busybox ]; then
+    if is_root_debian; then
+        apt_install "${TEST_PKGS[@]}"
         exit 0
     fi
-    if is_root_debian; then
-        apt_install busybox-static
+    if [ -x /bin/busybox ]; then
         exit 0
     fi
     log "the engine answers, but /bin/busybox is missing (needed for the test image):"

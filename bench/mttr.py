@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Crash-to-running time (MTTR) with the dockwarden daemon running.
+
+Kills a tracked container's process from the host (SIGKILL to its host PID, not
+`docker kill`, so Docker sees a crash) N times and measures the time from the
+kill to the container running again, observed by polling the engine. In the
+same run it measures the floor: `docker start` of a stopped container via the
+API, from the call to running.
+
+The bench policy allows as many restarts as it makes (restart budget above N,
+a short stable-reset) so backoff and the circuit breaker, which would rightly
+slow a real crash loop, do not enter the figure; the crashes are spaced
+``--gap`` seconds apart.
+
+Prints figures; asserts nothing. Targets (issue 2): p50 <= 0.5 s, p95 <= 1 s.
+
+Usage: python bench/mttr.py [--runs 20] [--gap 2.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import docker
+
+IMAGE = os.environ.get("DOCKWARDEN_TEST_IMAGE", "dockwarden-test/busybox:latest")
+REPO = Path(__file__).resolve().parents[1]
+
+POLICY = """
+[backoff]
+initial_delay_s = 0.1
+max_delay_s = 0.1
+stable_reset_s = 1
+[restart_budget]
+max_restarts = 1000
+window_s = 600
+[crash_loop]
+min_failures = 1000
+[guardrails]
+stop_timeout_s = 1
+"""
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def wait_running(api, name: str, old_pid: int | None, timeout: float = 30) -> float | None:
+    """Poll until the container runs with a new PID; returns the monotonic time seen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = api.inspect_container(name)["State"]
+        if st["Running"] and st["Pid"] and st["Pid"] != old_pid:
+            return time.monotonic()
+        time.sleep(0.005)
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--gap", type=float, default=2.5, help="seconds between crashes")
+    args = ap.parse_args()
+
+    client = docker.from_env(timeout=60)
+    api = client.api
+    tag = uuid.uuid4().hex[:6]
+    name, floor_name = f"dwbench-mttr-{tag}", f"dwbench-floor-{tag}"
+    labels = {"dockwarden.bench": tag}
+    tmp = Path(tempfile.mkdtemp(prefix="dw-mttr-"))
+    inv = tmp / "inv" / "hosts" / "bench"
+    inv.mkdir(parents=True)
+    (inv / "services.yaml").write_text(f"services:\n  - name: target\n    container: {name}\n")
+    (tmp / "policy.toml").write_text(POLICY)
+    daemon = None
+    try:
+        client.containers.run(IMAGE, ["sleep", "3600"], name=name, detach=True, labels=labels)
+        client.containers.create(IMAGE, ["sleep", "3600"], name=floor_name, labels=labels)
+
+        # Floor: docker start of a stopped container, call to running.
+        floor = []
+        for _ in range(args.runs):
+            t0 = time.monotonic()
+            api.start(floor_name)
+            t1 = wait_running(api, floor_name, None)
+            floor.append(t1 - t0)
+            api.kill(floor_name)
+            api.wait(floor_name)
+
+        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+        log = open(tmp / "daemon.log", "wb")
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "dockwarden", "run", "--inventory", str(tmp / "inv"), "--policy",
+             str(tmp / "policy.toml"), "--state-dir", str(tmp / "state"), "--resync", "30"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+        time.sleep(3)
+        mttr, failures = [], 0
+        for _ in range(args.runs):
+            pid = api.inspect_container(name)["State"]["Pid"]
+            t0 = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            t1 = wait_running(api, name, pid)
+            if t1 is None:
+                failures += 1
+                wait_running(api, name, None, 60)
+            else:
+                mttr.append(t1 - t0)
+            time.sleep(args.gap)
+
+        print(f"crash-to-running over {len(mttr)} host kills ({failures} not recovered within 30 s):")
+        if mttr:
+            print(f"  p50 {statistics.median(mttr):.3f} s   p95 {pct(mttr, 95):.3f} s   "
+                  f"min {min(mttr):.3f} s   max {max(mttr):.3f} s")
+        print(f"floor, `docker start` of a stopped container over {len(floor)} runs:")
+        print(f"  p50 {statistics.median(floor):.3f} s   p95 {pct(floor, 95):.3f} s")
+        print("targets: p50 <= 0.5 s, p95 <= 1 s")
+        return 0
+    finally:
+        if daemon is not None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+        for n in (name, floor_name):
+            try:
+                api.remove_container(n, force=True)
+            except docker.errors.NotFound:
+                pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
