@@ -363,6 +363,13 @@ class Daemon:
         if self.stream is not None:
             self.stream.close()
         self.stream = None
+        if self.observer is not None:
+            self.observer.close()  # its inspect/stats thread pools
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception as e:  # a dead engine's connection may fail to close; nothing to keep
+                log.debug("closing the old client: %s", e)
         self.client = None
         self.observer = None
         self.reconciler.executor = None

@@ -28,7 +28,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from dockwarden import model
-from dockwarden.observe.stats import ApiStatsReader, CgroupStatsReader, NullStatsReader, Stats
+from dockwarden.observe.stats import ApiStatsReader, CgroupStatsReader, Stats
 
 log = logging.getLogger(__name__)
 
