@@ -79,3 +79,13 @@ HOUSE = f_of(drift(K.HOUSEKEEPING, "lock"))
 ])
 def test_summarize(findings, blocked, in_flight, expected):
     assert summarize(findings, blocked=blocked, in_flight=in_flight) is expected
+
+
+def test_untracked_findings_do_not_move_the_summary():
+    from dockwarden.model import Drift, DriftKind, Finding, Priority, SummaryState
+    from dockwarden.reconcile.assess import summarize
+
+    untracked = Finding(Drift(DriftKind.STOPPED, "stray", container="stray", tracked=False), Priority.P3)
+    tracked = Finding(Drift(DriftKind.STOPPED, "web", container="web"), Priority.P2)
+    assert summarize([untracked]) == SummaryState.NOMINAL
+    assert summarize([untracked, tracked]) == SummaryState.DEGRADED

@@ -80,6 +80,11 @@ def summarize(findings: Sequence[Finding], *, blocked: Collection[str] = (),
     3. ``degraded``: any P2 or P3 finding.
     4. ``nominal``: otherwise (P4 housekeeping alone is still nominal).
 
+    Findings about untracked containers (``drift.tracked`` False: neither in
+    the inventory nor labelled) are reported by ``drift`` but never move the
+    summary: they are not part of the desired state, and an unrelated crashed
+    container must not keep a host degraded forever.
+
     Args:
         findings (Sequence[Finding]): The findings of one pass.
         blocked (Collection[str]): Subjects whose remediation is blocked.
@@ -87,6 +92,7 @@ def summarize(findings: Sequence[Finding], *, blocked: Collection[str] = (),
     Returns:
         SummaryState: One of nominal, degraded, unstable, reconciling.
     """
+    findings = [f for f in findings if f.drift.tracked]
     if blocked or any(f.priority <= Priority.P1 for f in findings):
         return SummaryState.UNSTABLE
     if in_flight:
