@@ -66,6 +66,8 @@ OWN_ACTION_WINDOW_S = 30.0
 #: Observed stops this close before the engine went away are the engine's shutdown.
 ENGINE_SHUTDOWN_WINDOW_S = 60.0
 RECONNECT_DELAYS_S = (1, 2, 4, 8, 16, 30)
+#: A `kill` followed by `destroy` within this many seconds is a removal (`docker rm -f`).
+REMOVAL_WINDOW_S = 10.0
 #: Our actions that cause stop/kill events, and those that cause start events.
 _STOP_CAUSES = (ActionKind.STOP, ActionKind.RESTART, ActionKind.RECREATE, ActionKind.COMPOSE_UP)
 _START_CAUSES = (ActionKind.START, ActionKind.RESTART, ActionKind.RECREATE, ActionKind.COMPOSE_UP)
@@ -180,7 +182,9 @@ class ConfigWatcher:
 class _ObservedStop:
     at_monotonic: float
     service: str
+    container: str
     previous: IntentRecord | None
+    event: str  # "stop" or "kill"
 
 
 class Daemon:
@@ -376,17 +380,22 @@ class Daemon:
         self._mark_engine_lost(error)
         # Stops seen just before the engine went away were the engine shutting down.
         cutoff = time.monotonic() - ENGINE_SHUTDOWN_WINDOW_S
-        for s in self._observed_stops:
-            if s.at_monotonic < cutoff:
-                continue
-            if s.previous is None:
-                self.store.clear_intent(s.service)
-            else:
-                self.store.set_intent(s.service, s.previous.intent, s.previous.source, utcnow(), s.previous.reason)
-            self._emit(EventType.INTENT_CHANGED, f"{s.service}: stop taken back — the engine was shutting down, "
-                       "not the operator", service=s.service,
-                       details={"intent": s.previous.intent.value if s.previous else None})
+        for stop in [s for s in self._observed_stops if s.at_monotonic >= cutoff]:
+            self._take_back(stop, "the engine was shutting down, not the operator")
         self._observed_stops.clear()
+
+    def _take_back(self, stop: _ObservedStop, why: str) -> None:
+        """Undo an observed-stop intent that turned out not to be the operator's wish."""
+        if stop.previous is None:
+            self.store.clear_intent(stop.service)
+        else:
+            self.store.set_intent(stop.service, stop.previous.intent, stop.previous.source, utcnow(),
+                                  stop.previous.reason)
+        if stop in self._observed_stops:
+            self._observed_stops.remove(stop)
+        self._emit(EventType.INTENT_CHANGED, f"{stop.service}: stop taken back — {why}", service=stop.service,
+                   container=stop.container,
+                   details={"intent": stop.previous.intent.value if stop.previous else None})
 
     def _offline_world(self, error: str | None = None) -> WorldState:
         host = self.sampler.sample(["/"] + ([self.docker_root_dir] if self.docker_root_dir else []))
@@ -448,6 +457,14 @@ class Daemon:
         spec = self._service_for(ev)
         if spec is None:
             return
+        if base == "destroy":
+            # `docker rm -f` is kill + die + destroy: the container was removed, not
+            # stopped, and the desired state still wants it (recreate from its spec).
+            cutoff = time.monotonic() - REMOVAL_WINDOW_S
+            for stop in [s for s in self._observed_stops
+                         if s.service == spec.name and s.event == "kill" and s.at_monotonic >= cutoff]:
+                self._take_back(stop, "the container was removed (`docker rm -f`), not stopped")
+            return
         operator_stop = base == "stop" or (base == "kill" and ev.attributes.get("signal") in ("9", "15", "SIGKILL", "SIGTERM", "KILL", "TERM"))
         operator_start = base == "start"
         if not (operator_stop or operator_start):
@@ -463,7 +480,9 @@ class Daemon:
         if operator_stop and (current is None or current.intent != Intent.STOPPED):
             self.store.set_intent(spec.name, Intent.STOPPED, IntentSource.OBSERVED, now,
                                   f"`docker {base}` not caused by dockwarden")
-            self._observed_stops.append(_ObservedStop(time.monotonic(), spec.name, current))
+            keep_after = time.monotonic() - ENGINE_SHUTDOWN_WINDOW_S
+            self._observed_stops = [s for s in self._observed_stops if s.at_monotonic >= keep_after]
+            self._observed_stops.append(_ObservedStop(time.monotonic(), spec.name, ev.name, current, base))
             self._emit(EventType.INTENT_CHANGED, f"{spec.name}: operator stopped it ({base} event not caused by "
                        "dockwarden); it stays stopped until `dockwarden start`", service=spec.name, container=ev.name,
                        details={"intent": "stopped", "source": "observed", "event": ev.action})

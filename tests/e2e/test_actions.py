@@ -1,0 +1,97 @@
+"""Actions beyond start/restart, and the operator's commands, against a real engine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import docker
+import pytest
+
+from conftest import FAST_POLICY, IMAGE, RUN_ID, TEST_LABEL, wait_for, write_inventory, write_policy
+
+
+def test_removed_container_is_recreated_from_its_recorded_spec(tmp_path, containers, daemon_factory, docker_client):
+    containers.run("cache", ["sleep", "3600"], labels={"role": "cache"}, environment=["MODE=fast"],
+                   healthcheck={"test": ["CMD", "true"], "interval": 1_000_000_000})
+    name = containers.name("cache")
+    inv = write_inventory(tmp_path / "inv", [{"name": "cache", "container": name}])
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
+    time.sleep(2)  # a pass records the spec
+    old_id = containers.get("cache").id
+    docker_client.api.remove_container(name, force=True)  # `docker rm -f`
+    e = d.wait_event(lambda e: e["type"] == "action_started" and e["service"] == "cache", timeout=20)
+    assert e["action"] == "recreate"
+    d.wait_event(lambda e: e["type"] == "recovered" and e["service"] == "cache", timeout=30)
+    new = docker_client.containers.get(name)
+    assert new.id != old_id and new.status == "running"
+    assert new.labels["role"] == "cache" and "MODE=fast" in new.attrs["Config"]["Env"]
+    assert new.attrs["Config"]["Cmd"] == ["sleep", "3600"]
+    assert new.attrs["Config"]["Healthcheck"]["Test"] == ["CMD", "true"]
+    # The removal was not kept as an operator stop.
+    taken = [x for x in d.events() if x["type"] == "intent_changed" and x["service"] == "cache"]
+    assert taken and "taken back" in taken[-1]["reason"]
+
+
+@pytest.fixture
+def compose_project(tmp_path, docker_client):
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.fail("docker-compose is not installed (make test installs it)")
+    project = f"dwt{RUN_ID}c"
+    wd = tmp_path / "compose"
+    wd.mkdir()
+    (wd / "docker-compose.yml").write_text(
+        "version: '2.4'\nservices:\n  sleeper:\n"
+        f"    image: {IMAGE}\n    command: [sleep, '3600']\n    network_mode: none\n"
+        f"    labels:\n      {TEST_LABEL}: '{RUN_ID}'\n"
+    )
+    subprocess.run([compose, "-p", project, "up", "-d"], cwd=wd, check=True, capture_output=True)
+    yield project, wd
+    subprocess.run([compose, "-p", project, "down", "-t", "1"], cwd=wd, capture_output=True)
+
+
+def test_missing_compose_service_is_brought_back_with_compose_up(tmp_path, compose_project, daemon_factory,
+                                                                 docker_client):
+    project, wd = compose_project
+    flt = {"label": [f"com.docker.compose.project={project}", "com.docker.compose.service=sleeper"]}
+    (c,) = docker_client.containers.list(filters=flt)
+    inv = write_inventory(tmp_path / "inv", [{"name": "sleeper", "compose_project": project}])
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
+    time.sleep(2)
+    c.remove(force=True)
+    e = d.wait_event(lambda e: e["type"] == "action_started" and e["service"] == "sleeper", timeout=20)
+    assert e["action"] == "compose_up"
+    d.wait_event(lambda e: e["type"] == "recovered" and e["service"] == "sleeper", timeout=60)
+    (c2,) = docker_client.containers.list(filters=flt)
+    assert c2.id != c.id and c2.status == "running"
+
+
+def test_dockwarden_stop_pause_and_resume(tmp_path, containers, daemon_factory):
+    containers.run("svc", ["sleep", "3600"], stop_signal="SIGKILL")
+    containers.run("other", ["sleep", "3600"])
+    inv = write_inventory(tmp_path / "inv", [
+        {"name": "svc", "container": containers.name("svc")},
+        {"name": "other", "container": containers.name("other")},
+    ])
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
+    r = d.cli("stop", "svc")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not containers.state("svc")["Running"]
+    time.sleep(3)
+    assert not containers.state("svc")["Running"], "dockwarden restarted what the operator stopped"
+    assert d.cli("stop", "nope").returncode == 2
+    # pause: a crash is recorded but not acted on
+    assert d.cli("pause", "other").returncode == 0
+    n = len(d.events())
+    os.kill(containers.state("other")["Pid"], signal.SIGKILL)
+    d.wait_event(lambda e: e["type"] == "drift_detected" and e["service"] == "other", timeout=15, after=n)
+    time.sleep(3)
+    assert not containers.state("other")["Running"]
+    assert not [e for e in d.events()[n:] if e["type"] == "action_started"]
+    assert d.cli("resume", "other").returncode == 0
+    d.wait_event(lambda e: e["type"] == "recovered" and e["service"] == "other", timeout=20, after=n)
+    assert containers.state("other")["Running"]
