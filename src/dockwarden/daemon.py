@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from dockwarden.config import ConfigError, Policy, Settings, load_policy
 from dockwarden.execute import Executor
@@ -53,6 +53,7 @@ from dockwarden.observe.world import observe_world, replace_containers, write_wo
 from dockwarden.pipeline import PassResult, Reconciler
 from dockwarden.sinks.events import EventLog
 from dockwarden.store import Store
+from dockwarden.worker import Worker, WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class Daemon:
     """
 
     def __init__(self, settings: Settings, *, mode: Mode | None = None, resync_s: float = 30.0,
-                 echo: Callable[[Event], None] | None = None):
+                 echo: Callable[[Event], None] | None = None, workers: Sequence[Worker] = ()):
         self.settings = settings
         self.mode_override = mode
         self.resync_s = resync_s
@@ -213,6 +214,7 @@ class Daemon:
         self.docker_root_dir: str | None = None
         self._observed_stops: list[_ObservedStop] = []
         self.passes = 0
+        self.workers: list[Worker] = list(workers)
 
     # ------------------------------------------------------------------ control
 
@@ -252,6 +254,13 @@ class Daemon:
                    f"{self.reconciler.mode.value}, {len(desired.services)} services in the inventory",
                    details={"pid": os.getpid(), "mode": self.reconciler.mode.value, "resync_s": self.resync_s,
                             "services": sorted(desired.services)})
+        ctx = WorkerContext(
+            settings=self.settings, node=self.desired_node,
+            policy=lambda: self.reconciler.policy, mode=lambda: self.reconciler.mode,
+            world=lambda: self.world, emit=self.events.send, wake=lambda: self.queue.put(_Wake()),
+        )
+        for w in self.workers:
+            w.start(ctx)
         next_resync = 0.0
         requeue_at: float | None = None
         reconnect_at = 0.0
@@ -285,6 +294,7 @@ class Daemon:
                             break
                 except queue.Empty:
                     items = []
+                woken = any(isinstance(i, _Wake) for i in items) and not self._stop.is_set()
                 for item in items:
                     if isinstance(item, EngineEvent):
                         self._on_engine_event(item, dirty)
@@ -300,13 +310,13 @@ class Daemon:
                     continue
                 full = now_m >= next_resync
                 due = requeue_at is not None and now_m >= requeue_at
-                if not (full or dirty or due):
+                if not (full or dirty or due or woken):
                     continue
                 if full:
                     self._reload_config()
                     world = self._observe(with_stats=True)
                     next_resync = time.monotonic() + self.resync_s
-                elif due:
+                elif due or (woken and not dirty):
                     world = self._observe(with_stats=False)
                 else:
                     world = self._refresh(dirty)
@@ -315,6 +325,11 @@ class Daemon:
                 result = self._pass(world)
                 requeue_at = (time.monotonic() + result.requeue_after_s) if result.requeue_after_s is not None else None
         finally:
+            for w in self.workers:
+                try:
+                    w.stop()
+                except Exception as e:  # stopping must go on for the others
+                    log.error("worker %s: stop failed: %s", getattr(w, "name", w), e)
             if self.stream is not None:
                 self.stream.close()
             self._emit(EventType.DAEMON_STOPPED, f"dockwarden daemon stopped after {self.passes} passes")
@@ -509,9 +524,18 @@ class Daemon:
                 self.reconciler.mode = self.config.policy.guardrails.mode
             log.info("configuration reloaded: %d services", len(self.config.desired.services))
 
+    def _worker_drifts(self) -> list:
+        out = []
+        for w in self.workers:
+            try:
+                out.extend(w.drifts())
+            except Exception as e:  # one broken worker must not stop the pass
+                log.error("worker %s: drifts() failed: %s", getattr(w, "name", w), e)
+        return out
+
     def _pass(self, world: WorldState) -> PassResult:
         self.world = world
-        result = self.reconciler.run_pass(world, now=utcnow())
+        result = self.reconciler.run_pass(world, now=utcnow(), extra_drifts=self._worker_drifts())
         self.passes += 1
         try:
             write_world(world, self.settings.state_dir / "world.json")

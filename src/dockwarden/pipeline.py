@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from dockwarden.config import Policy
 from dockwarden.execute import ComposeTarget, Executor, compose_target_from_labels
@@ -27,6 +27,7 @@ from dockwarden.model import (
     ContainerState,
     Decision,
     DesiredState,
+    Drift,
     DriftKind,
     Event,
     EventType,
@@ -145,15 +146,20 @@ class Reconciler:
             )
         return out
 
-    def evaluate(self, world: WorldState, *, now: datetime) -> Evaluation:
+    def evaluate(self, world: WorldState, *, now: datetime, extra_drifts: Sequence[Drift] = ()) -> Evaluation:
         """Compute drift, findings, recommendations and guardrail decisions.
 
+        Args:
+            world: the observed world state.
+            now: the pass's time (UTC).
+            extra_drifts: drifts found by background workers (storage, housekeeping,
+                pool...) to assess and recommend on with the rest.
         Reads the store (intents, guard records, specs); writes nothing.
         """
         desired, problems = merge_labelled(self.desired, world.containers)
         intents = self.store.intents()
         histories = self._histories(desired)
-        drifts = detect_drift(desired, world, intents, histories, self.policy, now=now)
+        drifts = detect_drift(desired, world, intents, histories, self.policy, now=now) + list(extra_drifts)
         findings = assess(drifts, self.policy)
         recs = recommend_all(findings, world=world, desired=desired, histories=histories)
         decisions = []
@@ -182,7 +188,7 @@ class Reconciler:
             return
         self.events.send(Event(type=type_, ts=now, node=self.desired.node, **kw))
 
-    def run_pass(self, world: WorldState, *, now: datetime) -> PassResult:
+    def run_pass(self, world: WorldState, *, now: datetime, extra_drifts: Sequence[Drift] = ()) -> PassResult:
         """One full reconcile pass over a world snapshot.
 
         Order: record specs; judge pending actions against this observation;
@@ -195,7 +201,7 @@ class Reconciler:
         if world.engine_ok:
             self._record_specs(desired, world, now)
             self._judge_pending(desired, world, now)
-        ev = self.evaluate(world, now=now)
+        ev = self.evaluate(world, now=now, extra_drifts=extra_drifts)
         if world.engine_ok:
             self._update_stability(ev, now)
             self._record_drift_transitions(ev, now)

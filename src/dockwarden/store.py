@@ -431,3 +431,54 @@ class Store:
 
 def since_seconds(now: datetime, seconds: float) -> datetime:
     return now - timedelta(seconds=seconds)
+
+
+def apply_migrations(db: sqlite3.Connection, component: str, migrations: dict[int, tuple[str, ...]]) -> int:
+    """Bring one feature's tables up to date in a shared database file.
+
+    Features beside the core (storage samples, the container pool,
+    notifications) keep their own tables in ``dockwarden.db`` with their own
+    version, recorded in the ``schema_migrations`` table as (component,
+    version). Each migration's statements run in one transaction.
+
+    Args:
+        db: an open connection in autocommit mode (``isolation_level=None``).
+        component: the feature's name, e.g. ``"pool"``.
+        migrations: version -> SQL statements, versions 1..N without gaps.
+    Returns:
+        The component's schema version after migrating.
+    Raises:
+        StoreError: the database holds a newer version than ``migrations`` knows.
+    """
+    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+    row = db.execute("SELECT version FROM schema_migrations WHERE component = ?", (component,)).fetchone()
+    current = row[0] if row else 0
+    latest = max(migrations) if migrations else 0
+    if current > latest:
+        raise StoreError(f"{component}: schema version {current} is newer than this dockwarden understands ({latest})")
+    for v in range(current + 1, latest + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in migrations[v]:
+                db.execute(stmt)
+            db.execute(
+                "INSERT INTO schema_migrations (component, version) VALUES (?, ?) "
+                "ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                (component, v),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return latest
+
+
+def connect_db(path: str | Path) -> sqlite3.Connection:
+    """A connection to ``dockwarden.db`` set up like the Store's (WAL, autocommit,
+    foreign keys on, 15 s busy timeout), for feature modules with their own tables."""
+    db = sqlite3.connect(str(path), timeout=15, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    return db

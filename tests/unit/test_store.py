@@ -74,3 +74,22 @@ def test_open_and_resolve_drifts(tmp_path):
     assert d["reason"] == "exited" and d["since"].startswith("2026-11-21T10:00:00")
     s.resolve_drift("web", "stopped")
     assert s.open_drifts() == {}
+
+
+def test_component_migrations_are_tracked_separately(tmp_path):
+    import pytest
+
+    from dockwarden.store import StoreError, apply_migrations, connect_db
+
+    Store(tmp_path / "db").close()
+    db = connect_db(tmp_path / "db")
+    migs = {1: ("CREATE TABLE feat (a INTEGER)",), 2: ("ALTER TABLE feat ADD COLUMN b TEXT",)}
+    assert apply_migrations(db, "feat", migs) == 2
+    assert apply_migrations(db, "feat", migs) == 2  # idempotent
+    db.execute("INSERT INTO feat (a, b) VALUES (1, 'x')")
+    with pytest.raises(StoreError, match="newer"):
+        apply_migrations(db, "feat", {1: migs[1]})
+    # a failing migration leaves the version where it was
+    with pytest.raises(Exception):
+        apply_migrations(db, "other", {1: ("CREATE TABLE ok (a)",), 2: ("NOT SQL",)})
+    assert db.execute("SELECT version FROM schema_migrations WHERE component='other'").fetchone()[0] == 1
