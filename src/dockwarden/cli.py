@@ -31,6 +31,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="dockwarden: keeps a Docker host in its desired state, and says so when it can't.")
 inventory_app = typer.Typer(no_args_is_help=True, help="Work with inventories (hosts/<node>/services.yaml).")
 app.add_typer(inventory_app, name="inventory")
+# Feature command groups register here, one line each (e.g. `pool`, `storage`).
 
 out = Console()
 err = Console(stderr=True)
@@ -60,6 +61,13 @@ def _settings(inventory, state_dir, policy, node) -> Settings:
 def _fail(msg: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def daemon_workers(s: Settings) -> list:
+    """The background workers `dockwarden run` starts beside the reconcile loop
+    (see dockwarden.worker); features add theirs here, one line each."""
+    workers: list = []
+    return workers
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -98,7 +106,7 @@ def run(
 
     _setup_logging(verbose)
     s = _settings(inventory, state_dir, policy, node)
-    d = Daemon(s, mode=mode, resync_s=resync, echo=lambda e: echo_event(e.to_dict()))
+    d = Daemon(s, mode=mode, resync_s=resync, echo=lambda e: echo_event(e.to_dict()), workers=daemon_workers(s))
     d.install_signal_handlers()
     out.print(f"[bold]dockwarden {__version__}[/] state dir {s.state_dir}, inventory {s.inventory or '(labels only)'}, "
               f"resync every {resync:g} s. Ctrl-C stops.", highlight=False)
