@@ -32,6 +32,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 inventory_app = typer.Typer(no_args_is_help=True, help="Work with inventories (hosts/<node>/services.yaml).")
 app.add_typer(inventory_app, name="inventory")
 # Feature command groups register here, one line each (e.g. `pool`, `storage`).
+from dockwarden import cli_notify  # noqa: E402
+
+app.command("incidents")(cli_notify.incidents)
+app.command("ack")(cli_notify.ack)
+app.add_typer(cli_notify.notify_app, name="notify")
 
 out = Console()
 err = Console(stderr=True)
@@ -152,14 +157,26 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
         client = None
         world = WorldState(node=desired.node, observed_at=utcnow(), host=sampler.sample(["/"]), engine_ok=False,
                            engine_error=str(e))
+    from dockwarden.incidents import IncidentBook
+    from dockwarden.sinks.notify import Notifier, NotifyWorker, Outbox
+    from dockwarden.worker import WorkerContext
+
     events = EventLog(s.state_dir / "events.jsonl", store) if act else None
     executor = Executor(client, stop_timeout_s=pol.guardrails.stop_timeout_s) if (act and client) else None
+    book = IncidentBook(s.state_dir / "dockwarden.db", desired.node) if act else None
     rec = Reconciler(store=store, events=events, executor=executor, policy=pol, desired=desired,
-                     mode=mode or pol.guardrails.mode)
+                     mode=mode or pol.guardrails.mode, incidents=book)
     if act:
+        outbox = Outbox(s.state_dir / "dockwarden.db")
+        events.subscribers.append(Notifier(outbox, lambda: pol).on_event)  # type: ignore[union-attr]
         result = rec.run_pass(world, now=utcnow())
         write_world(world, s.state_dir / "world.json")
         ev = result.evaluation
+        # Deliver what this pass queued (cron users have no daemon to do it).
+        sender = NotifyWorker(outbox)
+        sender.ctx = WorkerContext(settings=s, node=desired.node, policy=lambda: pol, mode=lambda: rec.mode,
+                                   world=lambda: world, emit=events.send, wake=lambda: None)  # type: ignore[union-attr]
+        sender.tick()
     else:
         ev = rec.evaluate(world, now=utcnow())
     if lock is not None:

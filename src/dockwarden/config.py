@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
 from dockwarden.model import Mode
 
 MB = 1024 * 1024
@@ -123,11 +124,16 @@ class Policy(_Section):
     restart_budget: RestartBudget = Field(default_factory=RestartBudget)
     crash_loop: CrashLoop = Field(default_factory=CrashLoop)
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    incidents: Incidents = Field(default_factory=Incidents)
+    notify: Notify = Field(default_factory=Notify)
+    spikes: Spikes = Field(default_factory=Spikes)
+    recovery: Recovery = Field(default_factory=Recovery)
     extra: dict[str, Any] = Field(default_factory=dict)
     """Tables of later features (``storage``, ``notify``, ``pool``...) kept as read."""
 
 
-_KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guardrails"}
+_KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guardrails",
+                 "incidents", "notify", "spikes", "recovery"}
 
 
 def format_validation_error(path: str | Path, err: ValidationError, *, prefix: str = "") -> str:

@@ -29,6 +29,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
+import psutil
+
 from dockwarden.config import ConfigError, Policy, Settings, load_policy
 from dockwarden.execute import Executor
 from dockwarden.inventory import inventory_files, label_enabled, load_inventory, merge_labelled
@@ -52,6 +54,10 @@ from dockwarden.observe.host import HostSampler
 from dockwarden.observe.world import observe_world, replace_containers, write_world
 from dockwarden.pipeline import PassResult, Reconciler
 from dockwarden.sinks.events import EventLog
+from dockwarden.incidents import IncidentBook
+from dockwarden.reconcile.spikes import SpikeState, update_spikes
+from dockwarden.recovery import RecoverySession
+from dockwarden.sinks.notify import Notifier, NotifyWorker, Outbox
 from dockwarden.store import Store
 from dockwarden.worker import Worker, WorkerContext
 
@@ -72,6 +78,32 @@ REMOVAL_WINDOW_S = 10.0
 #: Our actions that cause stop/kill events, and those that cause start events.
 _STOP_CAUSES = (ActionKind.STOP, ActionKind.RESTART, ActionKind.RECREATE, ActionKind.COMPOSE_UP)
 _START_CAUSES = (ActionKind.START, ActionKind.RESTART, ActionKind.RECREATE, ActionKind.COMPOSE_UP)
+
+
+def local_engine_started(docker_host: str | None) -> float | None:
+    """Start time (Unix seconds) of the local ``dockerd`` serving ``docker_host``
+    (default socket when None), found among processes with psutil; None when
+    the engine is remote or not found."""
+    sock = None
+    if docker_host and docker_host.startswith("unix://"):
+        sock = docker_host[len("unix://"):]
+    elif docker_host:
+        return None
+    for p in psutil.process_iter(["name", "cmdline", "create_time"]):
+        try:
+            if p.info["name"] != "dockerd":
+                continue
+            cmd = " ".join(p.info["cmdline"] or [])
+            if sock is None or sock in ("/var/run/docker.sock", "/run/docker.sock"):
+                if "-H " in cmd or "--host" in cmd:
+                    if "/var/run/docker.sock" not in cmd and "/run/docker.sock" not in cmd:
+                        continue
+            elif sock not in cmd:
+                continue
+            return float(p.info["create_time"])
+        except (psutil.Error, TypeError):
+            continue
+    return None
 
 
 class AlreadyRunning(RuntimeError):
@@ -215,6 +247,11 @@ class Daemon:
         self._observed_stops: list[_ObservedStop] = []
         self.passes = 0
         self.workers: list[Worker] = list(workers)
+        self.spikes = SpikeState()
+        self.spike_drifts: list = []
+        self.recovery: RecoverySession | None = None
+        self._recovery_cause: str | None = None
+        self._first_connect = True
 
     # ------------------------------------------------------------------ control
 
@@ -248,8 +285,14 @@ class Daemon:
         self.events = EventLog(state_dir / "events.jsonl", self.store, self.echo)
         self.config = ConfigWatcher(self.settings)
         policy, desired = self.config.load()
+        self.incidents = IncidentBook(state_dir / "dockwarden.db", desired.node)
         self.reconciler = Reconciler(store=self.store, events=self.events, executor=None, policy=policy,
-                                     desired=desired, mode=self.mode_override or policy.guardrails.mode)
+                                     desired=desired, mode=self.mode_override or policy.guardrails.mode,
+                                     incidents=self.incidents)
+        outbox = Outbox(state_dir / "dockwarden.db")
+        notify_worker = NotifyWorker(outbox)
+        self.events.subscribers.append(Notifier(outbox, lambda: self.reconciler.policy, notify_worker.kick).on_event)
+        self.workers.append(notify_worker)
         self._emit(EventType.DAEMON_STARTED, f"dockwarden daemon started (pid {os.getpid()}), mode "
                    f"{self.reconciler.mode.value}, {len(desired.services)} services in the inventory",
                    details={"pid": os.getpid(), "mode": self.reconciler.mode.value, "resync_s": self.resync_s,
@@ -316,13 +359,15 @@ class Daemon:
                     self._reload_config()
                     world = self._observe(with_stats=True)
                     next_resync = time.monotonic() + self.resync_s
+                    if world is not None:
+                        self._update_spikes(world)
                 elif due or (woken and not dirty):
                     world = self._observe(with_stats=False)
                 else:
                     world = self._refresh(dirty)
                 if world is None:  # engine went away mid-observation
                     continue
-                result = self._pass(world)
+                result = self._pass(world, full_pass=full)
                 requeue_at = (time.monotonic() + result.requeue_after_s) if result.requeue_after_s is not None else None
         finally:
             for w in self.workers:
@@ -338,6 +383,57 @@ class Daemon:
         return 0
 
     # ------------------------------------------------------------------ engine
+
+    # ------------------------------------------------------------------ recovery
+
+    def _restart_cause(self, first_connect: bool, was_lost: bool) -> str | None:
+        """``host_reboot``, ``engine_restart`` or None (a normal start).
+
+        Host reboot: psutil's boot time differs from the one recorded at the last
+        run. Engine restart: the engine was lost while we watched, or the local
+        ``dockerd`` process started after the last run (found with psutil; not
+        knowable for a remote engine, where only a lost event stream tells).
+        """
+        boot = f"{psutil.boot_time():.0f}"
+        last_boot = self.store.checkpoint("boot_time")
+        self.store.set_checkpoint("boot_time", boot)
+        engine_started = local_engine_started(self.settings.docker_host)
+        last_engine = self.store.checkpoint("engine_started_at")
+        if engine_started is not None:
+            self.store.set_checkpoint("engine_started_at", f"{engine_started:.0f}")
+        if first_connect and last_boot is not None and abs(float(last_boot) - float(boot)) > 2:
+            return "host_reboot"
+        if was_lost:
+            return "engine_restart"
+        if (first_connect and engine_started is not None and last_engine is not None
+                and abs(float(last_engine) - engine_started) > 2):
+            return "engine_restart"
+        return None
+
+    def _track_recovery(self, world: WorldState, now) -> None:
+        if self._recovery_cause is not None:
+            merged, _ = merge_labelled(self.reconciler.desired, world.containers)
+            self.recovery = RecoverySession.begin(self._recovery_cause, now, merged, self.store.intents(), world)
+            self._recovery_cause = None
+            r = self.recovery
+            self._emit(EventType.RECOVERY_STARTED,
+                       f"{r.cause.replace('_', ' ')}: bringing back {len(r.expected)} services "
+                       f"({len(r.left_stopped)} stay stopped on purpose)",
+                       details={"cause": r.cause, "expected": r.expected, "left_stopped": r.left_stopped})
+        r = self.recovery
+        if r is None or r.done:
+            return
+        merged, _ = merge_labelled(self.reconciler.desired, world.containers)
+        r.observe(merged, world, now)
+        if r.finished(now, self.reconciler.policy.recovery.timeout_s):
+            summary = r.summary(now)
+            failed = summary["failed"]
+            reason = (f"after the {r.cause.replace('_', ' ')}: {len(summary['brought_back'])} services back in "
+                      f"{summary['duration_s']:.1f} s, {len(summary['left_stopped'])} left stopped on purpose"
+                      + (f", {len(failed)} failed to come back: {', '.join(failed)}" if failed else ""))
+            summary["todo"] = (f"look at {', '.join(failed)} (dockwarden status, dockwarden events --service NAME)"
+                               if failed else None)
+            self._emit(EventType.RECOVERY_COMPLETED, reason, priority="P2" if failed else "P3", details=summary)
 
     def _connect(self) -> bool:
         was_lost = self.store.checkpoint("engine") == "lost"
@@ -364,6 +460,11 @@ class Daemon:
                 since = None
         self.stream = EventStream(client, self.queue, since=since)
         self.stream.start()
+        cause = self._restart_cause(self._first_connect, was_lost)
+        self._first_connect = False
+        if cause is not None:
+            self._recovery_cause = cause
+            self.recovery = None
         if was_lost:
             self.store.set_checkpoint("engine", "ok")
             self._emit(EventType.ENGINE_RECONNECTED, f"Docker engine is back (server {info.get('server_version')}); resyncing",
@@ -533,9 +634,23 @@ class Daemon:
                 log.error("worker %s: drifts() failed: %s", getattr(w, "name", w), e)
         return out
 
-    def _pass(self, world: WorldState) -> PassResult:
+    def _update_spikes(self, world: WorldState) -> None:
+        merged, _ = merge_labelled(self.reconciler.desired, world.containers)
+        subjects = {s.container_name: n for n, s in merged.services.items() if not s.compose_project}
+        for n, s in merged.services.items():
+            if s.compose_project:
+                for c in world.containers:
+                    if c.compose_project == s.compose_project and c.compose_service == (s.compose_service or n):
+                        subjects[c.name] = n
+        self.spikes, self.spike_drifts = update_spikes(self.spikes, world, self.reconciler.policy.spikes, subjects)
+
+    def _pass(self, world: WorldState, full_pass: bool = True) -> PassResult:
         self.world = world
-        result = self.reconciler.run_pass(world, now=utcnow(), extra_drifts=self._worker_drifts())
+        now = utcnow()
+        result = self.reconciler.run_pass(world, now=now, extra_drifts=self._worker_drifts() + self.spike_drifts,
+                                          full_pass=full_pass)
+        if world.engine_ok:
+            self._track_recovery(world, now)
         self.passes += 1
         try:
             write_world(world, self.settings.state_dir / "world.json")

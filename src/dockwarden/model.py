@@ -83,6 +83,7 @@ class DriftKind(enum.StrEnum):
     RESOURCE_PRESSURE = "resource_pressure"
     RESOURCE_SPIKE = "resource_spike"
     HOUSEKEEPING = "housekeeping"
+    UNRESOLVED_INCIDENT = "unresolved_incident"
 
 
 class Priority(enum.IntEnum):
@@ -163,6 +164,16 @@ class EventType(enum.StrEnum):
     CONFIG_REJECTED = "config_rejected"
     DAEMON_STARTED = "daemon_started"
     DAEMON_STOPPED = "daemon_stopped"
+    INCIDENT_OPENED = "incident_opened"
+    INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
+    INCIDENT_RESOLVED = "incident_resolved"
+    INCIDENT_REMINDER = "incident_reminder"
+    NOTIFICATION_DELIVERED = "notification_delivered"
+    NOTIFICATION_FAILED = "notification_failed"
+    NOTIFICATION_DROPPED = "notification_dropped"
+    NOTIFY_TEST = "notify_test"
+    RECOVERY_STARTED = "recovery_started"
+    RECOVERY_COMPLETED = "recovery_completed"
 
 
 class CircuitState(enum.StrEnum):

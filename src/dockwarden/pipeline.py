@@ -14,11 +14,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
 
 from dockwarden.config import Policy
 from dockwarden.execute import ComposeTarget, Executor, compose_target_from_labels
+from dockwarden.incidents import IncidentBook, Transition
 from dockwarden.inventory import merge_labelled
 from dockwarden.model import (
     MUTATING_ACTIONS,
@@ -116,7 +117,9 @@ class Reconciler:
         policy: Policy,
         desired: DesiredState,
         mode: Mode,
+        incidents: IncidentBook | None = None,
     ):
+        self.incidents = incidents
         self.store = store
         self.events = events
         self.executor = executor
@@ -160,6 +163,8 @@ class Reconciler:
         intents = self.store.intents()
         histories = self._histories(desired)
         drifts = detect_drift(desired, world, intents, histories, self.policy, now=now) + list(extra_drifts)
+        if self.incidents is not None:
+            drifts += self.incidents.unresolved_drifts(now=now, policy=self.policy)
         findings = assess(drifts, self.policy)
         recs = recommend_all(findings, world=world, desired=desired, histories=histories)
         decisions = []
@@ -188,7 +193,8 @@ class Reconciler:
             return
         self.events.send(Event(type=type_, ts=now, node=self.desired.node, **kw))
 
-    def run_pass(self, world: WorldState, *, now: datetime, extra_drifts: Sequence[Drift] = ()) -> PassResult:
+    def run_pass(self, world: WorldState, *, now: datetime, extra_drifts: Sequence[Drift] = (),
+                 full_pass: bool = True) -> PassResult:
         """One full reconcile pass over a world snapshot.
 
         Order: record specs; judge pending actions against this observation;
@@ -220,6 +226,9 @@ class Reconciler:
                     requeue.append(max(self.policy.backoff.initial_delay_s, 0.5))
             if decision.requeue_after_s is not None:
                 requeue.append(decision.requeue_after_s)
+        if world.engine_ok and self.incidents is not None:
+            for t in self.incidents.update(ev.findings, now=now, policy=self.policy, full_pass=full_pass):
+                self._record_incident(t, ev, now)
         # An unjudged action wants another look even if no event arrives.
         if any(h.pending for h in ev.histories.values()):
             requeue.append(2.0)
@@ -335,10 +344,14 @@ class Reconciler:
             RecommendationType.BLOCKED: EventType.RECONCILE_BLOCKED,
         }[d.event_type]
         reason = rec.reason if (d.execute or d.reason == rec.reason) else f"{rec.reason} — {d.reason}"
+        extra: dict[str, Any] = {}
+        if etype == EventType.RECONCILE_BLOCKED:
+            extra = {"tried": self.store.tried_since(rec.subject, now - timedelta(hours=1)),
+                     "todo": "; ".join([d.reason, *rec.advice])}
         self._emit(etype, now=now, service=rec.subject, container=rec.container, drift=rec.finding.drift.kind.value,
                    priority=str(rec.finding.priority), action=rec.action.value, reason=reason,
                    details={"advice": list(rec.advice), "execute": d.execute, "decision": d.reason,
-                            "requeue_after_s": d.requeue_after_s, **rec.details})
+                            "requeue_after_s": d.requeue_after_s, **rec.details, **extra})
 
     def _execute(self, d: Decision, ev: Evaluation, now: datetime):
         rec = d.recommendation
@@ -380,6 +393,37 @@ class Reconciler:
                            drift=rec.finding.drift.kind.value, priority="P2", action=ActionKind.DIAGNOSTICS.value,
                            reason=msg, details={"error": outcome.error})
         return outcome
+
+    def _record_incident(self, t: Transition, ev: Evaluation, now: datetime) -> None:
+        inc = t.incident
+        tried = self.store.tried_since(inc.subject, inc.opened_at)
+        todo = None
+        for d in ev.decisions:
+            if d.recommendation.subject == inc.subject:
+                rec = d.recommendation
+                todo = "; ".join([rec.reason, *rec.advice]) if d.execute or not d.blocked else d.reason
+                if d.execute:
+                    todo = f"dockwarden is acting: {rec.action.value} ({rec.reason})"
+        details: dict[str, Any] = {"incident_id": inc.id, "since": inc.opened_at.isoformat().replace("+00:00", "Z"),
+                                   "tried": tried, "todo": todo}
+        if inc.details.get("top_consumers"):
+            details["top_consumers"] = inc.details["top_consumers"]
+        common = dict(service=inc.subject, container=inc.container, drift=inc.kind, priority=inc.priority)
+        if t.kind == "opened":
+            self._emit(EventType.INCIDENT_OPENED, now=now, reason=f"incident #{inc.id}: {inc.reason}",
+                       details=details, **common)
+        elif t.kind == "reminder":
+            age = (now - inc.opened_at).total_seconds()
+            self._emit(EventType.INCIDENT_REMINDER, now=now,
+                       reason=f"incident #{inc.id} still open after {age / 3600:.1f} h: {inc.reason}",
+                       details=details, **common)
+        else:
+            dur = ((inc.resolved_at or now) - inc.opened_at).total_seconds()
+            details["duration_s"] = round(dur, 3)
+            details["todo"] = None
+            self._emit(EventType.INCIDENT_RESOLVED, now=now,
+                       reason=f"incident #{inc.id} resolved after {dur:.0f} s: {inc.subject} {inc.kind} is gone",
+                       details=details, **common)
 
     def _record_summary(self, summary: SummaryState, ev: Evaluation, now: datetime) -> None:
         state = summary.value if ev.world.engine_ok else "unknown"

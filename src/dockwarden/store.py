@@ -337,6 +337,20 @@ class Store:
             out[s] = (n + 1, last or err)
         return out
 
+    def tried_since(self, service: str, since: datetime, limit: int = 10) -> list[str]:
+        """What dockwarden tried for a service since a time, as short sentences
+        ("start at 10:32:01Z: succeeded"), oldest first, at most ``limit``."""
+        rows = self._q(
+            "SELECT action, started_at, verdict, error FROM actions WHERE service = ? AND started_at >= ? "
+            "ORDER BY id DESC LIMIT ?", (service, rfc3339(since), int(limit)),
+        )
+        out = []
+        for r in reversed(rows):
+            t = (r["started_at"] or "")[11:19]
+            res = r["verdict"] + (f" ({r['error']})" if r["error"] else "")
+            out.append(f"{r['action']} at {t}Z: {res}")
+        return out
+
     def last_actions(self, limit: int = 50) -> list[dict[str, Any]]:
         return [dict(r) for r in self._q("SELECT * FROM actions ORDER BY id DESC LIMIT ?", (int(limit),))]
 

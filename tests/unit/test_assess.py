@@ -89,3 +89,16 @@ def test_untracked_findings_do_not_move_the_summary():
     tracked = Finding(Drift(DriftKind.STOPPED, "web", container="web"), Priority.P2)
     assert summarize([untracked]) == SummaryState.NOMINAL
     assert summarize([untracked, tracked]) == SummaryState.DEGRADED
+
+
+def test_unresolved_incident_escalates_to_at_least_p2():
+    from dockwarden.model import Drift, DriftKind, Priority
+    from dockwarden.reconcile.assess import priority_of
+
+    def d(p):
+        return Drift(DriftKind.UNRESOLVED_INCIDENT, "web", details={"priority": p})
+
+    assert priority_of(d("P3")) == Priority.P2
+    assert priority_of(d("P4")) == Priority.P2
+    assert priority_of(d("P1")) == Priority.P1
+    assert priority_of(d("bogus")) == Priority.P2

@@ -29,9 +29,9 @@ SERVICES = INVENTORY / "hosts" / "demo" / "services.yaml"
 #: later features (storage, notify, pool...) as read.
 NOT_KEYS = {("extra",)}
 
-#: The commented-out example block: "# [[guardrails.maintenance]]" and the
-#: "# key = value" lines right after it.
-_EXAMPLE_HEADER = re.compile(r"^#\s?(\[\[guardrails\.maintenance\]\])\s*$")
+#: Commented-out example blocks: "# [[guardrails.maintenance]]", "# [[notify.channel]]"
+#: ... and the "# key = value" lines right after each.
+_EXAMPLE_HEADER = re.compile(r"^#\s?(\[\[[a-z_]+\.[a-z_]+\]\])\s*$")
 _EXAMPLE_LINE = re.compile(r"^#\s?([a-z_]+\s*=.*)$")
 
 

@@ -32,6 +32,8 @@ def priority_of(drift: Drift) -> Priority:
     * ``dependency_unavailable`` -> P2 when the dependant is down
       (``details["dependant_running"]`` false), P3 when it is running.
     * ``resource_spike`` -> P3; ``housekeeping`` -> P4.
+    * ``unresolved_incident`` (an incident open too long, seed 001) -> the
+      incident's own priority (``details["priority"]``), escalated to at least P2.
 
     Args:
         drift (Drift): One drift from :func:`~dockwarden.reconcile.drift.detect_drift`.
@@ -52,6 +54,10 @@ def priority_of(drift: Drift) -> Priority:
         return Priority.P3 if drift.details.get("dependant_running") else Priority.P2
     if kind is DriftKind.HOUSEKEEPING:
         return Priority.P4
+    if kind is DriftKind.UNRESOLVED_INCIDENT:
+        own = str(drift.details.get("priority", "P2"))
+        level = int(own[1]) if len(own) == 2 and own[0] == "P" and own[1] in "01234" else 2
+        return Priority(min(level, int(Priority.P2)))
     return Priority.P3  # resource_spike, and any later kind until it gets a rule
 
 

@@ -218,6 +218,9 @@ def _host(finding: Finding, top_consumers: Sequence[tuple[str, int]]) -> Recomme
                      "if still above the critical level (disinto recipe)"], path=det.get("path"))
     if d.kind is DriftKind.OFFLINE_NODE:
         return _rec(finding, T.RECOMMENDED, A.FAILOVER_REVIEW, d.reason or f"{d.subject} is offline")
+    if d.kind is DriftKind.RESOURCE_SPIKE:
+        advice = [f"top consumers: {', '.join(det.get('top_consumers', []))}"] if det.get("top_consumers") else []
+        return _rec(finding, T.RECOMMENDED, A.DIAGNOSTICS, f"{d.reason}; find out what it is doing", advice)
     return _rec(finding, T.RECOMMENDED, A.DIAGNOSTICS, d.reason or f"{d.subject}: {d.kind.value}")
 
 
@@ -260,7 +263,7 @@ def recommend(finding: Finding, *, container: ContainerState | None, spec: Servi
     d = finding.drift
     if d.subject.startswith(f"{HOST}:") or d.kind in (
         DriftKind.RESOURCE_PRESSURE, DriftKind.RESOURCE_SPIKE,
-        DriftKind.HOUSEKEEPING, DriftKind.OFFLINE_NODE,
+        DriftKind.HOUSEKEEPING, DriftKind.OFFLINE_NODE, DriftKind.UNRESOLVED_INCIDENT,
     ):
         return _host(finding, top_consumers)
     rec = _service(finding, container, spec, history)

@@ -34,6 +34,7 @@ class EventLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.store = store
         self.echo = echo
+        self.subscribers: list[Callable[[Event], None]] = []  # e.g. the notifier
         self.failures = 0
         self._lock = threading.Lock()
 
@@ -65,6 +66,13 @@ class EventLog:
                 self.echo(event)
             except Exception as e:  # a broken terminal must not stop supervision
                 log.debug("event echo failed: %s", e)
+        for sub in self.subscribers:
+            try:
+                sub(event)
+            except Exception as e:  # a failing subscriber must not fail the pass
+                self.failures += 1
+                log.error("event subscriber %s failed on %s: %s", getattr(sub, "__qualname__", sub),
+                          event.type.value, e)
         return ok
 
 

@@ -1,0 +1,122 @@
+"""Commands for telling people: ``incidents``, ``ack ID``, ``notify test``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dockwarden.config import ConfigError, Settings, load_policy
+from dockwarden.incidents import IncidentBook, IncidentError
+from dockwarden.inventory import load_inventory
+from dockwarden.model import Event, EventType, utcnow
+from dockwarden.sinks.events import EventLog
+from dockwarden.sinks.notify import deliver, redacted, render
+from dockwarden.store import Store, StoreError
+
+out = Console()
+err = Console(stderr=True)
+
+InventoryOpt = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory [env DOCKWARDEN_INVENTORY].")]
+StateDirOpt = Annotated[Optional[Path], typer.Option("--state-dir", "-s", help="State dir [env DOCKWARDEN_STATE_DIR].")]
+PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy TOML [env DOCKWARDEN_POLICY].")]
+NodeOpt = Annotated[Optional[str], typer.Option("--node", help="Node [env DOCKWARDEN_NODE].")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+notify_app = typer.Typer(no_args_is_help=True, help="Notification channels ([[notify.channel]] in the policy).")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _book(inventory, state_dir, policy, node) -> tuple[Settings, IncidentBook]:
+    s = Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node)
+    try:
+        desired = load_inventory(s.inventory, s.node)
+        Store(s.state_dir / "dockwarden.db").close()  # core schema first
+        return s, IncidentBook(s.state_dir / "dockwarden.db", desired.node)
+    except (ConfigError, StoreError) as e:
+        _fail(str(e), 2)
+        raise  # unreachable
+
+
+def incidents(
+    inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Include resolved incidents.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open (and acknowledged) incidents, newest first; --all adds resolved ones."""
+    _, book = _book(inventory, state_dir, policy, node)
+    items = book.list(include_resolved=show_all)
+    if as_json:
+        print(json.dumps([i.to_dict() for i in items], indent=2, default=str))
+        return
+    if not items:
+        out.print("[green]no open incidents[/]" if not show_all else "no incidents")
+        return
+    t = Table(title="incidents", title_justify="left")
+    for col in ("id", "prio", "state", "subject", "drift", "opened", "resolved", "reason"):
+        t.add_column(col)
+    for i in items:
+        style = {"open": "red", "acknowledged": "yellow", "resolved": "green"}[i.state]
+        t.add_row(str(i.id), i.priority, f"[{style}]{i.state}[/]", i.subject, i.kind,
+                  i.to_dict()["opened_at"] or "", i.to_dict()["resolved_at"] or "-", i.reason)
+    out.print(t)
+
+
+def ack(
+    incident_id: Annotated[int, typer.Argument(help="Incident id (dockwarden incidents).")],
+    inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
+) -> None:
+    """Acknowledge an open incident: no more reminders; it still resolves by itself."""
+    s, book = _book(inventory, state_dir, policy, node)
+    try:
+        inc = book.ack(incident_id, utcnow())
+    except IncidentError as e:
+        _fail(str(e), 1)
+        return
+    store = Store(s.state_dir / "dockwarden.db")
+    EventLog(s.state_dir / "events.jsonl", store).send(Event(
+        type=EventType.INCIDENT_ACKNOWLEDGED, ts=utcnow(), node=inc.node, service=inc.subject,
+        container=inc.container, drift=inc.kind, priority=inc.priority,
+        reason=f"incident #{inc.id} acknowledged", details={"incident_id": inc.id}))
+    out.print(f"incident #{inc.id} ({inc.subject} {inc.kind}) acknowledged")
+
+
+@notify_app.command("test")
+def notify_test(
+    channel: Annotated[Optional[str], typer.Option("--channel", help="Only this channel.")] = None,
+    inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a test message to each channel now and say which delivered (exit 1 if any failed)."""
+    s = Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node)
+    try:
+        pol = load_policy(s.policy_path)
+    except ConfigError as e:
+        _fail(str(e), 2)
+        return
+    chans = [c for c in pol.notify.channel if channel is None or c.name == channel]
+    if not chans:
+        _fail(f"no channel {channel!r} in the policy" if channel else
+              "no [[notify.channel]] in the policy (give --policy or DOCKWARDEN_POLICY)", 2)
+    ev = Event(type=EventType.NOTIFY_TEST, ts=utcnow(), node=s.node or "local",
+               reason="dockwarden test message: if you read this, the channel works", priority="P0")
+    title, body = render(ev)
+    results = []
+    for c in chans:
+        ok, error = deliver(c, title, body, timeout_s=pol.notify.timeout_s)
+        results.append({"channel": c.name, "url": redacted(c.url), "delivered": ok, "error": error})
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            mark = "[green]delivered[/]" if r["delivered"] else f"[red]failed[/] ({r['error']})"
+            out.print(f"{r['channel']} {r['url']}: {mark}", highlight=False)
+    raise typer.Exit(0 if all(r["delivered"] for r in results) else 1)
