@@ -33,8 +33,8 @@ def test_policy_errors_name_file_and_field(tmp_path, text, needle):
 
 def test_unknown_tables_are_kept_for_later_features(tmp_path):
     f = tmp_path / "policy.toml"
-    f.write_text("[storage]\ninterval_s = 300\n")
-    assert load_policy(f).extra == {"storage": {"interval_s": 300}}
+    f.write_text("[someday]\ninterval_s = 300\n")
+    assert load_policy(f).extra == {"someday": {"interval_s": 300}}
 
 
 def test_settings_precedence(monkeypatch, tmp_path):
