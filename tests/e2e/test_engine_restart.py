@@ -18,67 +18,17 @@ import docker
 import pytest
 
 from conftest import FAST_POLICY, IMAGE, RUN_ID, wait_for, write_inventory, write_policy
-
-
-class PrivateEngine:
-    def __init__(self, name: str):
-        self.name = name
-        self.run_dir = Path(f"/run/{name}")
-        self.data_root = Path(f"/var/lib/{name}")
-        self.sock = self.run_dir / "docker.sock"
-        self.host = f"unix://{self.sock}"
-        self.proc: subprocess.Popen | None = None
-        self.log = Path(f"/tmp/{name}.log")
-
-    def start(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{self.name}", "dockerd", "-H", self.host,
-             "--data-root", str(self.data_root), "--exec-root", str(self.run_dir / "exec"),
-             "--pidfile", str(self.run_dir / "docker.pid"), "--bridge", "none", "--iptables=false"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        wait_for(lambda: _pings(self.host), 60, 0.3, what=f"{self.name} dockerd")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-
-def _pings(host: str) -> bool:
-    try:
-        return bool(docker.DockerClient(base_url=host, timeout=5).ping())
-    except Exception:  # noqa: BLE001 - not up yet
-        return False
+from tests.support.engine import PrivateEngine
 
 
 @pytest.fixture
 def private_engine(docker_client):
-    if os.geteuid() != 0 or not shutil.which("nsenter") or not shutil.which("ip"):
-        pytest.fail("this test needs root, nsenter and ip (make test installs them)")
-    name = f"dwt-{RUN_ID}-eng"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-    eng = PrivateEngine(name)
+    eng = PrivateEngine(f"dwt-{RUN_ID}-eng")
     try:
-        eng.start()
-        # No registry: copy the test image over.
-        save = subprocess.Popen(["docker", "save", IMAGE], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", eng.host, "load"], stdin=save.stdout, check=True, capture_output=True)
-        save.wait()
+        eng.setup(IMAGE)
         yield eng
     finally:
-        eng.stop()
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-        shutil.rmtree(eng.data_root, ignore_errors=True)
-        shutil.rmtree(eng.run_dir, ignore_errors=True)
+        eng.teardown()
 
 
 def test_daemon_survives_engine_restart(tmp_path, private_engine, daemon_factory, monkeypatch):
