@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
@@ -54,6 +55,9 @@ from dockwarden.sinks.events import EventLog
 from dockwarden.store import Store
 
 log = logging.getLogger(__name__)
+
+#: At most this many actions of one pass run at once.
+MAX_PARALLEL_ACTIONS = 8
 
 #: Drift kinds that mean "the service is not serving"; their resolution is a recovery.
 DOWN_KINDS = frozenset(
@@ -213,6 +217,7 @@ class Reconciler:
             self._record_drift_transitions(ev, now)
         result = PassResult(evaluation=ev)
         requeue: list[float] = []
+        to_run: list[Decision] = []
         for decision in ev.decisions:
             self._record_recommendation(decision, now)
             if decision.open_circuit:
@@ -220,12 +225,23 @@ class Reconciler:
                 if g is not None and g.guard.circuit != CircuitState.OPEN:
                     self.store.put_guard(policy_mod.open_circuit(g.guard, now=now, message=decision.reason))
             if decision.execute and world.engine_ok and self.executor is not None:
-                outcome = self._execute(decision, ev, now)
-                result.executed.append((decision, outcome))
-                if outcome is not None and not outcome.ok and not outcome.permanent:
-                    requeue.append(max(self.policy.backoff.initial_delay_s, 0.5))
+                to_run.append(decision)
             if decision.requeue_after_s is not None:
                 requeue.append(decision.requeue_after_s)
+        # Actions of one pass are independent: a service whose dependency is down
+        # got `delay`, not an action. So they run concurrently (a recovery of 30
+        # services is not 30 sequential `docker start`s); one runs inline.
+        if len(to_run) == 1:
+            outcomes = [self._execute(to_run[0], ev, now)]
+        elif to_run:
+            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_ACTIONS, len(to_run))) as pool:
+                outcomes = list(pool.map(lambda d: self._execute(d, ev, now), to_run))
+        else:
+            outcomes = []
+        for decision, outcome in zip(to_run, outcomes):
+            result.executed.append((decision, outcome))
+            if outcome is not None and not outcome.ok and not outcome.permanent:
+                requeue.append(max(self.policy.backoff.initial_delay_s, 0.5))
         if world.engine_ok and self.incidents is not None:
             for t in self.incidents.update(ev.findings, now=now, policy=self.policy, full_pass=full_pass):
                 self._record_incident(t, ev, now)
