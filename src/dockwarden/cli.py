@@ -37,6 +37,8 @@ from dockwarden import cli_notify  # noqa: E402
 app.command("incidents")(cli_notify.incidents)
 app.command("ack")(cli_notify.ack)
 app.add_typer(cli_notify.notify_app, name="notify")
+from dockwarden.cli_pool import app as pool_app, pool_workers  # noqa: E402
+app.add_typer(pool_app, name="pool")
 
 out = Console()
 err = Console(stderr=True)
@@ -72,6 +74,7 @@ def daemon_workers(s: Settings) -> list:
     """The background workers `dockwarden run` starts beside the reconcile loop
     (see dockwarden.worker); features add theirs here, one line each."""
     workers: list = []
+    workers += pool_workers(s)  # the container pool, when the policy sets [pool].image
     return workers
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
+from dockwarden.config_pool import PoolSettings
 from dockwarden.model import Mode
 
 MB = 1024 * 1024
@@ -128,11 +129,12 @@ class Policy(_Section):
     notify: Notify = Field(default_factory=Notify)
     spikes: Spikes = Field(default_factory=Spikes)
     recovery: Recovery = Field(default_factory=Recovery)
+    pool: PoolSettings = Field(default_factory=PoolSettings)
     extra: dict[str, Any] = Field(default_factory=dict)
     """Tables of later features (``storage``, ``notify``, ``pool``...) kept as read."""
 
 
-_KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guardrails",
+_KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guardrails", "pool",
                  "incidents", "notify", "spikes", "recovery"}
 
 

@@ -174,6 +174,14 @@ class EventType(enum.StrEnum):
     NOTIFY_TEST = "notify_test"
     RECOVERY_STARTED = "recovery_started"
     RECOVERY_COMPLETED = "recovery_completed"
+    POOL_SPAWNED = "pool_spawned"
+    POOL_SPAWN_FAILED = "pool_spawn_failed"
+    POOL_DESTROYED = "pool_destroyed"
+    POOL_UNHEALTHY = "pool_unhealthy"
+    POOL_HEALTHY = "pool_healthy"
+    POOL_REPLACED = "pool_replaced"
+    POOL_RATE_LIMITED = "pool_rate_limited"
+    POOL_RATE_LIMIT_CLEARED = "pool_rate_limit_cleared"
 
 
 class CircuitState(enum.StrEnum):
