@@ -39,6 +39,8 @@ app.command("ack")(cli_notify.ack)
 app.add_typer(cli_notify.notify_app, name="notify")
 from dockwarden.cli_pool import app as pool_app, pool_workers  # noqa: E402
 app.add_typer(pool_app, name="pool")
+from dockwarden import cli_storage  # noqa: E402
+cli_storage.register(app)  # storage [--json], prune [--dry-run], journal [--date]
 
 out = Console()
 err = Console(stderr=True)
@@ -75,6 +77,7 @@ def daemon_workers(s: Settings) -> list:
     (see dockwarden.worker); features add theirs here, one line each."""
     workers: list = []
     workers += pool_workers(s)  # the container pool, when the policy sets [pool].image
+    workers.append(cli_storage.storage_worker())  # storage samples, trends, disk-pressure recipe, housekeeping, journal
     return workers
 
 

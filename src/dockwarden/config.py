@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
 from dockwarden.config_pool import PoolSettings
+from dockwarden.config_storage import HousekeepingPolicy, JournalPolicy, StoragePolicy
 from dockwarden.model import Mode
 
 MB = 1024 * 1024
@@ -129,13 +130,17 @@ class Policy(_Section):
     notify: Notify = Field(default_factory=Notify)
     spikes: Spikes = Field(default_factory=Spikes)
     recovery: Recovery = Field(default_factory=Recovery)
+    storage: StoragePolicy = Field(default_factory=StoragePolicy)
+    housekeeping: HousekeepingPolicy = Field(default_factory=HousekeepingPolicy)
+    journal: JournalPolicy = Field(default_factory=JournalPolicy)
     pool: PoolSettings = Field(default_factory=PoolSettings)
     extra: dict[str, Any] = Field(default_factory=dict)
     """Tables of later features (``storage``, ``notify``, ``pool``...) kept as read."""
 
 
 _KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guardrails", "pool",
-                 "incidents", "notify", "spikes", "recovery"}
+                 "incidents", "notify", "spikes", "recovery",
+                 "storage", "housekeeping", "journal"}
 
 
 def format_validation_error(path: str | Path, err: ValidationError, *, prefix: str = "") -> str:

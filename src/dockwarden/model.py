@@ -174,6 +174,8 @@ class EventType(enum.StrEnum):
     NOTIFY_TEST = "notify_test"
     RECOVERY_STARTED = "recovery_started"
     RECOVERY_COMPLETED = "recovery_completed"
+    PRUNE_TIER = "prune_tier"  # one tier of the disk-pressure recipe ran (bytes freed in details)
+    HOUSEKEEPING = "housekeeping"  # a stale lock file or worktree was removed
     POOL_SPAWNED = "pool_spawned"
     POOL_SPAWN_FAILED = "pool_spawn_failed"
     POOL_DESTROYED = "pool_destroyed"

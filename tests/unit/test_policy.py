@@ -201,9 +201,9 @@ def test_backoff_requeues_for_seconds_left():
     assert dec(g=dataclasses.replace(g, next_attempt=NOW)).execute
 
 
-def test_prune_not_executed_yet():
+def test_prune_is_left_to_the_storage_worker():
     d = dec(rec(A.PRUNE, T.RECOMMENDED, "host:disk:/"), intent=None, s=None)
-    assert not d.execute and not d.blocked and "storage feature" in d.reason
+    assert not d.execute and not d.blocked and "storage worker" in d.reason
 
 
 def test_execute_when_all_clear():

@@ -158,7 +158,8 @@ def decide(rec: Recommendation, *, mode: Mode, intent: Intent | None, guard: Gua
     6. Maintenance window: requeue when it ends.
     7. Restart budget exhausted: blocked, ``open_circuit``.
     8. Backoff: ``guard.next_attempt`` in the future: requeue when it comes.
-    9. PRUNE: not executed in this version (the recipe lands with the storage feature).
+    9. PRUNE: never executed by the pipeline: the storage worker runs the tiered
+       recipe itself (storage/monitor.py; ``prune_tier`` events, ``dockwarden prune``).
     10. Otherwise execute.
 
     Args:
@@ -210,7 +211,8 @@ def decide(rec: Recommendation, *, mode: Mode, intent: Intent | None, guard: Gua
         return no(f"{name}: backoff: next attempt in {wait:g} s (attempt {guard.attempts + 1})",
                   requeue_after_s=wait)
     if action is ActionKind.PRUNE:
-        return no(f"{name}: prune recipe arrives with the storage feature; do it by hand")
+        return no(f"{name}: the storage worker frees space in tiers (prune_tier events; "
+                  "`dockwarden prune --dry-run` shows them)")
     return Decision(rec, execute=True, reason=rec.reason)
 
 
