@@ -652,6 +652,7 @@ class Daemon:
         if world.engine_ok:
             self._track_recovery(world, now)
         self.passes += 1
+        for w in self.workers: getattr(w, "after_pass", lambda _result: None)(result)  # e.g. the storage journal
         try:
             write_world(world, self.settings.state_dir / "world.json")
         except OSError as e:
