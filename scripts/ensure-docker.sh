@@ -60,7 +60,7 @@ MSG
 
 # What the tests need beside the engine itself (never the engine package: an
 # engine that already answers may come from docker-ce, which conflicts with docker.io).
-TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3)
+TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs)
 
 if engine_ok; then
     if is_root_debian; then
