@@ -17,6 +17,7 @@ import pytest
 
 from dockwarden.pool.db import PoolDB
 from dockwarden.pool.errors import PoolNotFound, PoolRefused
+from dockwarden.pool.schema import MIGRATIONS
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -196,9 +197,18 @@ def test_foreign_keys_are_enforced_and_migration_is_recorded(db: PoolDB, tmp_pat
     raw.execute("PRAGMA foreign_keys=ON")
     with pytest.raises(sqlite3.IntegrityError):
         raw.execute("INSERT INTO container_dispatch_log (container_id, dispatched_at) VALUES (424242, 'x')")
-    assert raw.execute("SELECT version FROM schema_migrations WHERE component = 'pool'").fetchone() == (1,)
+    assert raw.execute("SELECT version FROM schema_migrations WHERE component = 'pool'").fetchone() == (max(MIGRATIONS),)
     raw.close()
     PoolDB(tmp_path / "dockwarden.db").close()  # opening again migrates nothing and fails nothing
+
+
+def test_unhealthy_since_is_kept_while_unhealthy_and_cleared_after(db: PoolDB) -> None:
+    a = add(db, "a")
+    db.record_health(a, healthy=False, error="probe", docker_id=None, vanished=False, now=at(1))
+    db.record_health(a, healthy=False, error="probe", docker_id=None, vanished=False, now=at(5))
+    assert db.get("a").unhealthy_since == at(1)
+    db.record_health(a, healthy=True, error=None, docker_id=None, vanished=False, now=at(6))
+    assert db.get("a").unhealthy_since is None
 
 
 def test_twenty_threads_never_share_a_container(tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ class MemoryEngine:
         self.specs: dict[str, SpawnSpec] = {}
         self.execs: list[tuple[str, list[str]]] = []
         self.fail_create = False
+        self.die_on_start = False
+        self.probe_ok = True
         self.n = 0
 
     def list(self):
@@ -44,7 +46,8 @@ class MemoryEngine:
             raise PoolInputError(f"image: {spec.image!r} is not on this engine")
         self.n += 1
         cid = f"{self.n:064x}"
-        self.containers[spec.name] = EngineContainer(cid, spec.name, "running", None, None, "10.0.0.2")
+        state, code = ("exited", 0) if self.die_on_start else ("running", None)
+        self.containers[spec.name] = EngineContainer(cid, spec.name, state, None, code, "10.0.0.2")
         self.specs[spec.name] = spec
         return cid
 
@@ -61,7 +64,7 @@ class MemoryEngine:
         return int(argv[-1]) if argv[-1].lstrip("-").isdigit() else 0
 
     def probe_command(self, name, argv, timeout_s):
-        return True, "ok"
+        return (True, "ok") if self.probe_ok else (False, "health command exited 1")
 
     @staticmethod
     def probe_http(ip, port, path, timeout_s):
@@ -150,6 +153,23 @@ def test_killed_container_is_unhealthy_its_dispatch_closed_and_replaced(env) -> 
     assert pool.status()["live"] == 2
 
 
+def test_a_running_container_failing_its_probe_is_replaced_after_three_intervals(env) -> None:
+    pool, engine, clock, _ = env
+    pool.settings = SETTINGS.model_copy(update={"health_command": ["check"], "health_interval_s": 10})
+    c = pool.spawn()
+    engine.probe_ok = False
+    clock.advance(11)  # past the starting grace
+    assert pool.health()[0].status == "unhealthy"
+    assert pool.replace_dead() == []  # running: its probe may recover
+    clock.advance(29)
+    pool.health()
+    assert pool.replace_dead() == []
+    clock.advance(1)  # 3 intervals unhealthy (kubelet: liveness failureThreshold 3)
+    pool.health()
+    engine.probe_ok = True
+    assert [old.name for old, _ in pool.replace_dead()] == [c.name]
+
+
 def test_vanished_container_becomes_failed(env) -> None:
     pool, engine, _, events = env
     c = pool.spawn()
@@ -229,6 +249,22 @@ def test_worker_keeps_min_and_replaces_a_killed_container(tmp_path: Path) -> Non
     w.tick()
     assert engine.containers["w-1"].state == "running" and "pool_replaced" in types(events)
     assert w.interval_s() == 30.0
+    w.stop()
+
+
+def test_worker_backs_off_when_replacements_keep_dying(tmp_path: Path) -> None:
+    events: list = []
+    policy = Policy(pool=SETTINGS.model_copy(update={"min": 1}))
+    engine = MemoryEngine()
+    engine.die_on_start = True  # an image whose command exits at once
+    w = PoolWorker()
+    w.ctx = _ctx(tmp_path, policy, events)
+    w.pool = Pool(tmp_path, policy.pool, node="n1", emit=w.ctx.emit, engine=engine)
+    for _ in range(5):
+        w.tick()
+    # Spawned at tick 1, replaced at ticks 2 and 3; dead again after its replacement: back off (30 s, 60 s ...).
+    assert types(events).count("pool_replaced") == 2
+    assert w._spawn_failures == 1
     w.stop()
 
 

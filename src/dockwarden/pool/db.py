@@ -213,8 +213,9 @@ class PoolDB:
         """The engine did not remove a ``stopping`` container: mark it ``unhealthy``
         (never selected) so that destroy, cleanup or the daemon can try again."""
         with self.tx() as db:
-            db.execute("UPDATE container_pool SET status = 'unhealthy', error = ?, updated_at = ? WHERE id = ?",
-                       (error, rfc3339(now), cid))
+            db.execute("UPDATE container_pool SET status = 'unhealthy', error = ?, updated_at = ?, "
+                       "unhealthy_since = COALESCE(unhealthy_since, ?) WHERE id = ?",
+                       (error, rfc3339(now), rfc3339(now), cid))
 
     # ------------------------------------------------------------------ dispatch
 
@@ -321,8 +322,9 @@ class PoolDB:
             clear = new == "healthy" and row["rate_limit_until"] is not None
             db.execute("UPDATE container_pool SET status = ?, error = ?, last_health_check = ?, updated_at = ?, "
                        "docker_id = COALESCE(?, docker_id), rate_limit_until = CASE WHEN ? THEN NULL "
-                       "ELSE rate_limit_until END WHERE id = ?",
-                       (new, error, ts, ts, docker_id, int(clear), cid))
+                       "ELSE rate_limit_until END, unhealthy_since = CASE WHEN ? IN ('unhealthy', 'failed') "
+                       "THEN COALESCE(unhealthy_since, ?) ELSE NULL END WHERE id = ?",
+                       (new, error, ts, ts, docker_id, int(clear), new, ts, cid))
         return old, new
 
     def close_open_dispatches(self, cid: int, error: str, now: datetime) -> list[int]:

@@ -54,6 +54,8 @@ def check_pool(pool: "Pool", only: list[str] | None = None) -> list[HealthResult
     if not rows:
         return []
     seen = pool.engine.list()
+    if only is None:
+        pool.last_dead = {c.name for c in rows if c.name not in seen or seen[c.name].state in DEAD_STATES}
     with ThreadPoolExecutor(max_workers=min(16, len(rows))) as ex:
         checks = list(ex.map(lambda c: check_one(pool, c, seen.get(c.name)), rows))
     results = []

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,6 +74,8 @@ class Pool:
         self._engine = engine
         self.clock = clock
         self.db = PoolDB(self.state_dir / "dockwarden.db")
+        #: Names the last full health check found exited, dead or vanished.
+        self.last_dead: set[str] = set()
 
     @property
     def engine(self) -> PoolEngine:
@@ -132,7 +134,7 @@ class Pool:
             docker_id = self.engine.create_and_start(SpawnSpec(
                 name=row.name, image=s.image, command=list(s.command), labels=labels, env=dict(s.env),
                 mounts=mounts, cpus=s.cpus, memory=s.memory))
-        except (PoolError, OSError) as e:
+        except Exception as e:  # whatever failed, the reserved slot is released
             self.db.spawn_failed(row.id, str(e), self.clock())
             pool_secrets.remove(self.state_dir, row.name)
             self._event(EventType.POOL_SPAWN_FAILED, row.name, f"{row.name}: spawn failed: {e}", image=s.image)
@@ -331,15 +333,28 @@ class Pool:
         return [self.spawn(settings=s) for _ in range(max(0, s.min - self.counted()))]
 
     def replace_dead(self) -> list[tuple[PoolContainer, PoolContainer | None]]:
-        """Destroy ``failed`` and ``unhealthy`` containers that are not busy and
-        spawn one in each one's place (the daemon calls this after :meth:`health`).
+        """Destroy dead containers that are not busy and spawn one in each one's
+        place (the daemon calls this after :meth:`health`).
+
+        Dead: ``failed`` (vanished), ``unhealthy`` with its engine state exited or
+        dead at the last health check, or ``unhealthy`` for 3 health intervals
+        while running (its probes failing; kubelet's liveness failureThreshold 3).
 
         Returns:
             (old, new) pairs; new is None when the spawn failed.
         """
+        now = self.clock()
+        patience = timedelta(seconds=3 * self.settings.health_interval_s)
+
+        def dead(c: PoolContainer) -> bool:
+            if c.status == "failed":
+                return True
+            return c.status == "unhealthy" and (c.name in self.last_dead or (
+                c.unhealthy_since is not None and now - c.unhealthy_since >= patience))
+
         pairs = []
         for c in self.db.containers():
-            if c.status not in ("failed", "unhealthy") or c.busy:
+            if c.busy or not dead(c):
                 continue
             try:
                 self.db.begin_destroy(c.id, force=False, reason="replaced", now=self.clock())

@@ -55,6 +55,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX container_dispatch_open ON container_dispatch_log (container_id) WHERE completed_at IS NULL",
         "CREATE INDEX container_dispatch_container ON container_dispatch_log (container_id, dispatched_at)",
     ),
+    # When a container turned unhealthy: a running one failing its probes is
+    # replaced only after 3 health intervals (kubelet: liveness failureThreshold 3).
+    2: ("ALTER TABLE container_pool ADD COLUMN unhealthy_since TEXT",),
 }
 
 #: A pool row with the id of its oldest open dispatch (None when not busy).
@@ -85,6 +88,7 @@ class PoolContainer:
     created_at: datetime
     updated_at: datetime
     open_dispatch_id: int | None = None
+    unhealthy_since: datetime | None = None
 
     @property
     def busy(self) -> bool:
@@ -101,6 +105,7 @@ class PoolContainer:
             error=r["error"], created_at=parse_time(r["created_at"]),  # type: ignore[arg-type]
             updated_at=parse_time(r["updated_at"]),  # type: ignore[arg-type]
             open_dispatch_id=r["open_dispatch_id"] if "open_dispatch_id" in keys else None,
+            unhealthy_since=parse_time(r["unhealthy_since"]) if "unhealthy_since" in keys else None,
         )
 
 

@@ -21,7 +21,7 @@ from dockwarden.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
-#: Longest pause of ensure-min after repeated spawn failures, seconds.
+#: Longest pause of replacement and ensure-min after repeated failures, seconds.
 MAX_SPAWN_BACKOFF_S = 600.0
 
 
@@ -36,6 +36,7 @@ class PoolWorker(PeriodicWorker):
         self._next_cleanup = 0.0
         self._spawn_failures = 0
         self._next_spawn = 0.0
+        self._replaced_last: set[str] = set()
 
     def interval_s(self) -> float:
         return self.ctx.policy().pool.health_interval_s if self.ctx else 30.0
@@ -52,8 +53,7 @@ class PoolWorker(PeriodicWorker):
         pool.settings = s
         try:
             pool.health()
-            pool.replace_dead()
-            self._ensure_min(pool)
+            self._keep_size(pool)
             if time.monotonic() >= self._next_cleanup:
                 self._next_cleanup = time.monotonic() + s.cleanup_interval_s
                 done = pool.cleanup()
@@ -63,21 +63,33 @@ class PoolWorker(PeriodicWorker):
             log.warning("pool: %s; trying again in %g s", e, s.health_interval_s)
             pool.drop_engine()
 
-    def _ensure_min(self, pool: Pool) -> None:
-        """Spawn up to min; after failures wait interval * 2**(n-1), at most 600 s."""
-        now = time.monotonic()
-        if now < self._next_spawn:
+    def _keep_size(self, pool: Pool) -> None:
+        """Replace dead containers and spawn up to min. When that fails, or a
+        replacement is dead again at the next check (a crash loop: an image whose
+        command exits), wait interval * 2**(n-1) seconds, at most 600 s, before
+        the next try, so a broken image does not churn containers every pass."""
+        if time.monotonic() < self._next_spawn:
             return
         try:
+            replaced = {old.name for old, _ in pool.replace_dead()}
             pool.ensure_min()
-            self._spawn_failures = 0
         except PoolEngineError:
             raise
         except PoolError as e:
-            self._spawn_failures += 1
-            delay = min(pool.settings.health_interval_s * 2 ** (self._spawn_failures - 1), MAX_SPAWN_BACKOFF_S)
-            self._next_spawn = now + delay
-            log.error("pool: cannot keep min %d: %s; next attempt in %g s", pool.settings.min, e, delay)
+            self._back_off(pool, f"cannot keep min {pool.settings.min}: {e}")
+            return
+        again = replaced & self._replaced_last
+        self._replaced_last = replaced
+        if again:
+            self._back_off(pool, f"{', '.join(sorted(again))} died again after being replaced")
+        else:
+            self._spawn_failures = 0
+
+    def _back_off(self, pool: Pool, why: str) -> None:
+        self._spawn_failures += 1
+        delay = min(pool.settings.health_interval_s * 2 ** (self._spawn_failures - 1), MAX_SPAWN_BACKOFF_S)
+        self._next_spawn = time.monotonic() + delay
+        log.error("pool: %s; next replacement or spawn in %g s", why, delay)
 
     def stop(self) -> None:
         super().stop()
