@@ -126,7 +126,8 @@ def growth(samples: Iterable[Sample], *, now: datetime, window_s: float, min_poi
     pts = sorted((s.ts, v) for s in samples if start < s.ts <= now and (v := value(s)) is not None)
     span = (pts[-1][0] - pts[0][0]).total_seconds() if pts else 0.0
     if len(pts) < min_points:
-        return Growth(window_s, len(pts), span, None, reason=f"{len(pts)} points < {min_points}")
+        return Growth(window_s, len(pts), span, None,
+                      reason=f"{len(pts)} point{'' if len(pts) == 1 else 's'} < {min_points}")
     if span < min_span_s:
         return Growth(window_s, len(pts), span, None,
                       reason=f"span {human_duration(span)} < {human_duration(min_span_s)}")

@@ -26,6 +26,7 @@ The host's own ``host:disk:<path>`` drift (reconcile/drift.py) is not repeated.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
@@ -38,7 +39,7 @@ from dockwarden.config import ConfigError, Policy
 from dockwarden.inventory import load_inventory, merge_labelled
 from dockwarden.model import DesiredState, Drift, DriftKind, Event, EventType, Mode
 from dockwarden.observe.docker import ENGINE_ERRORS, connect
-from dockwarden.observe.storage import StorageObserver, containers_as_states
+from dockwarden.observe.storage import StorageObserver, containers_as_states, filesystem_of
 from dockwarden.prune import Pruner
 from dockwarden.reconcile.housekeeping import housekeeping_drifts, stale_locks, stale_worktrees
 from dockwarden.reconcile.policy import in_maintenance
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between retention/downsampling runs.
 RETENTION_EVERY_S = 3600.0
+#: After a recipe run whose removals all failed, seconds before the next try.
+RECIPE_BACKOFF_S = 3600.0
 
 
 def keep_for_report(report: StorageReport, *, desired: DesiredState, store: Store, policy: Policy) -> KeepSet:
@@ -95,6 +98,7 @@ class StorageMonitor(PeriodicWorker):
         self._last_escalation: str | None = None
         self._pressure = False
         self._retention_at = 0.0
+        self._futile_until = 0.0
         self._state = threading.Lock()
 
     # ------------------------------------------------------------------ worker interface
@@ -175,11 +179,11 @@ class StorageMonitor(PeriodicWorker):
         policy = ctx.policy()
         now = self.clock()
         observer = self._observer(policy)
-        if observer is None:
-            return
-        report = observer.collect(now)
+        report = observer.collect(now) if observer is not None else StorageReport(
+            now, None, None, engine_error="Docker engine unreachable")
         if report.engine_error:
             self._client = None  # reconnect next tick
+            report = self._filesystem_only(report)
         world = ctx.world()
         self.samples.add(report, world.host if world is not None else None)
         if time.monotonic() - self._retention_at > RETENTION_EVERY_S:
@@ -210,6 +214,18 @@ class StorageMonitor(PeriodicWorker):
         if {d.key for d in drifts} != before or (self.last_run is not None and self.last_run.ran):
             ctx.wake()
 
+    def _filesystem_only(self, report: StorageReport) -> StorageReport:
+        """Without the engine, still measure the last known root dir's filesystem
+        (samples and the trend go on; the Docker breakdown is unknown)."""
+        last = self.last_report
+        if last is None or not last.root_dir:
+            return report
+        try:
+            fs = filesystem_of(last.root_dir)
+        except OSError:
+            return report
+        return dataclasses.replace(report, driver=last.driver, root_dir=last.root_dir, filesystem=fs)
+
     def _may_act(self, policy: Policy, now: datetime) -> str | None:
         """None when the worker may act now, else why not."""
         mode = self.ctx.mode()
@@ -237,6 +253,8 @@ class StorageMonitor(PeriodicWorker):
         why_not = self._may_act(policy, now)
         if why_not is None and self.ctx.world() is None:
             why_not = "waiting for the first reconcile pass"
+        if why_not is None and time.monotonic() < self._futile_until:
+            why_not = "the last run removed nothing; retrying within the hour"
         if why_not is not None or not policy.storage.tiers:
             why_not = why_not or "no tiers enabled (storage.tiers)"
             total = sum(p.bytes for p in plans)
@@ -245,6 +263,8 @@ class StorageMonitor(PeriodicWorker):
                          node=self.ctx.node, emit=self.ctx.emit, report=report,
                          keep_for=lambda r: keep_for_report(r, desired=desired, store=self.store, policy=policy))
         self.last_run = run
+        if run.ran and not any(t.result.removed for t in run.tiers if t.result is not None):
+            self._futile_until = time.monotonic() + RECIPE_BACKOFF_S  # do not retry failures every minute
         with self._state:
             self._notes.extend(t.line() for t in run.tiers if t.result is not None)
         if run.below:
