@@ -170,6 +170,31 @@ def test_a_running_container_failing_its_probe_is_replaced_after_three_intervals
     assert [old.name for old, _ in pool.replace_dead()] == [c.name]
 
 
+def test_a_spawn_in_progress_is_not_taken_for_vanished(env) -> None:
+    pool, _, clock, _ = env
+    row = pool.db.reserve(name=None, prefix="w", image="img:1", host="n1", max_n=3, taken=set(), now=clock())
+    assert pool.health() == []  # another process is creating it
+    clock.advance(121)  # that spawn died long ago
+    assert [(r.name, r.status) for r in pool.health()] == [(row.name, "failed")]
+
+
+def test_destroyed_while_being_spawned(env, monkeypatch) -> None:
+    pool, engine, _, _ = env
+    real = engine.create_and_start
+
+    def create_then_destroyed(spec):
+        cid = real(spec)
+        pool.destroy(spec.name)  # e.g. `pool destroy` from another process, mid-spawn
+        engine.containers[spec.name] = engine.containers.get(spec.name) or EngineContainer(
+            cid, spec.name, "running", None, None, None)  # the engine created it after the remove
+        return cid
+
+    monkeypatch.setattr(engine, "create_and_start", create_then_destroyed)
+    with pytest.raises(PoolRefused, match="destroyed while it was being spawned"):
+        pool.spawn()
+    assert engine.containers == {}
+
+
 def test_vanished_container_becomes_failed(env) -> None:
     pool, engine, _, events = env
     c = pool.spawn()

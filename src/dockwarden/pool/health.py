@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 
 #: Engine states in which a container's open dispatches cannot finish any more.
 DEAD_STATES = frozenset({"exited", "dead", "created"})
+#: A reserved row without a container is a spawn in progress (in this or another
+#: process) for this long, seconds; after that the spawn died and the row counts as vanished.
+SPAWN_GRACE_S = 120.0
+
+
+def _being_created(c: PoolContainer, now) -> bool:
+    return c.status == "starting" and c.docker_id is None and (now - c.created_at).total_seconds() < SPAWN_GRACE_S
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,9 @@ def check_pool(pool: "Pool", only: list[str] | None = None) -> list[HealthResult
     Raises:
         PoolEngineError: the engine cannot be listed (nothing is changed).
     """
-    rows = [c for c in pool.db.containers() if c.status != "stopping" and (only is None or c.name in only)]
+    now = pool.clock()
+    rows = [c for c in pool.db.containers() if c.status != "stopping" and (only is None or c.name in only)
+            and not _being_created(c, now)]
     if not rows:
         return []
     seen = pool.engine.list()

@@ -140,6 +140,10 @@ class Pool:
             self._event(EventType.POOL_SPAWN_FAILED, row.name, f"{row.name}: spawn failed: {e}", image=s.image)
             raise
         self.db.set_docker_id(row.id, docker_id, self.clock())
+        if self.db.by_id(row.id).status in ("stopping", "stopped"):  # destroyed while it was being created
+            self.engine.remove(row.name)
+            pool_secrets.remove(self.state_dir, row.name)
+            raise PoolRefused(f"{row.name}: destroyed while it was being spawned")
         self._event(EventType.POOL_SPAWNED, row.name, f"{row.name}: spawned from {s.image}",
                     docker_id=docker_id, image=s.image)
         try:
