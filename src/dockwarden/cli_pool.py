@@ -36,10 +36,10 @@ app = typer.Typer(no_args_is_help=True, help="The container pool: worker contain
 out = Console()
 err = Console(stderr=True)
 
-StateDirOpt = Annotated[Optional[Path], typer.Option("--state-dir", "-s", help="State dir [env DOCKWARDEN_STATE_DIR].")]
-InventoryOpt = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory [env DOCKWARDEN_INVENTORY]; gives the node name.")]
-PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy TOML with a [pool] table [env DOCKWARDEN_POLICY].")]
-NodeOpt = Annotated[Optional[str], typer.Option("--node", help="This host's node name [env DOCKWARDEN_NODE].")]
+StateDirOpt = Annotated[Optional[Path], typer.Option("--state-dir", "-s", help="State dir \\[env DOCKWARDEN_STATE_DIR].")]
+InventoryOpt = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory \\[env DOCKWARDEN_INVENTORY]; gives the node name.")]
+PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy TOML with a \\[pool] table \\[env DOCKWARDEN_POLICY].")]
+NodeOpt = Annotated[Optional[str], typer.Option("--node", help="This host's node name \\[env DOCKWARDEN_NODE].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 Repeat = Optional[list[str]]
 
@@ -173,7 +173,7 @@ MaxOpt = Annotated[Optional[int], typer.Option("--max", help="Most live containe
 IdleOpt = Annotated[Optional[int], typer.Option("--idle-timeout", help="Seconds idle before cleanup.")]
 CooldownOpt = Annotated[Optional[int], typer.Option("--rate-limit-cooldown", help="Seconds a rate limit lasts.")]
 LabelOpt = Annotated[Repeat, typer.Option("--label", help="KEY=VALUE, repeatable.")]
-EnvOpt = Annotated[Repeat, typer.Option("--env", help="KEY=VALUE, repeatable (never secrets: see [pool].secrets).")]
+EnvOpt = Annotated[Repeat, typer.Option("--env", help="KEY=VALUE, repeatable (never secrets: see \\[pool].secrets).")]
 MountOpt = Annotated[Repeat, typer.Option("--mount", help="SOURCE:TARGET[:ro|rw], repeatable.")]
 CpusOpt = Annotated[Optional[float], typer.Option("--cpus", help="CPU limit in CPUs; 0 none.")]
 MemoryOpt = Annotated[Optional[str], typer.Option("--memory", help="Memory limit: bytes or 512m; 0 none.")]
@@ -313,7 +313,7 @@ def complete(
 def rate_limit(
     ref: Annotated[str, typer.Argument(metavar="NAME|ID")],
     action: Annotated[str, typer.Argument(metavar="set|clear")],
-    seconds: Annotated[Optional[str], typer.Argument(metavar="[SECONDS]", help="Default: rate_limit_cooldown.")] = None,
+    seconds: Annotated[Optional[str], typer.Argument(metavar="SECONDS", help="Default: rate_limit_cooldown.")] = None,
     state_dir: StateDirOpt = None, inventory: InventoryOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
