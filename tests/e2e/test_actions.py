@@ -95,3 +95,33 @@ def test_dockwarden_stop_pause_and_resume(tmp_path, containers, daemon_factory):
     assert d.cli("resume", "other").returncode == 0
     d.wait_event(lambda e: e["type"] == "recovered" and e["service"] == "other", timeout=20, after=n)
     assert containers.state("other")["Running"]
+
+
+def test_oom_killed_is_started_with_memory_advice(tmp_path, containers, daemon_factory):
+    # Grows a shell variable until the 16 MiB limit kills it, once; the restart then sleeps.
+    containers.run("hog", ["sh", "-c", "if [ ! -f /tmp/once ]; then touch /tmp/once; x=a; "
+                           "while :; do x=$x$x; done; fi; exec sleep 3600"],
+                   mem_limit="16m", memswap_limit="16m")
+    wait_for(lambda: containers.state("hog")["OOMKilled"], 30, what="OOM kill")
+    inv = write_inventory(tmp_path / "inv", [{"name": "hog", "container": containers.name("hog")}])
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
+    req = d.wait_event(lambda e: e["type"] == "reconcile_required" and e["service"] == "hog", timeout=20)
+    assert req["action"] == "start" and "OOM" in req["reason"]
+    assert any("memory limit" in a for a in req["details"]["advice"]), req["details"]
+    d.wait_event(lambda e: e["type"] == "recovered" and e["service"] == "hog", timeout=20)
+
+
+def test_start_failing_on_configuration_is_blocked_without_a_retry_loop(tmp_path, containers, daemon_factory):
+    containers.run("typo", ["/no/such/binary"], start=False)
+    inv = write_inventory(tmp_path / "inv", [{"name": "typo", "container": containers.name("typo")}])
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
+    blocked = d.wait_event(lambda e: e["type"] == "reconcile_blocked" and e["service"] == "typo", timeout=20)
+    assert "no such file" in blocked["reason"].lower() or "not found" in blocked["reason"].lower(), blocked
+    time.sleep(4)  # several resyncs
+    starts = [e for e in d.events() if e["type"] == "action_started" and e["service"] == "typo"]
+    assert len(starts) <= 1, starts  # at most the one attempt that revealed the error
+    st = d.cli("status", "--json", check=True)
+    import json
+
+    svc = {s["service"]: s for s in json.loads(st.stdout)["services"]}["typo"]
+    assert svc["guard"]["circuit"] == "open"
