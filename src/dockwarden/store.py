@@ -465,14 +465,21 @@ def apply_migrations(db: sqlite3.Connection, component: str, migrations: dict[in
         StoreError: the database holds a newer version than ``migrations`` knows.
     """
     db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-    row = db.execute("SELECT version FROM schema_migrations WHERE component = ?", (component,)).fetchone()
-    current = row[0] if row else 0
     latest = max(migrations) if migrations else 0
-    if current > latest:
-        raise StoreError(f"{component}: schema version {current} is newer than this dockwarden understands ({latest})")
-    for v in range(current + 1, latest + 1):
+    while True:
+        # Read the version inside the write transaction: two processes opening a
+        # fresh database at once must not both run the same migration.
         db.execute("BEGIN IMMEDIATE")
         try:
+            row = db.execute("SELECT version FROM schema_migrations WHERE component = ?", (component,)).fetchone()
+            current = row[0] if row else 0
+            if current > latest:
+                raise StoreError(
+                    f"{component}: schema version {current} is newer than this dockwarden understands ({latest})")
+            if current == latest:
+                db.execute("COMMIT")
+                return latest
+            v = current + 1
             for stmt in migrations[v]:
                 db.execute(stmt)
             db.execute(
@@ -484,7 +491,6 @@ def apply_migrations(db: sqlite3.Connection, component: str, migrations: dict[in
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-    return latest
 
 
 def connect_db(path: str | Path) -> sqlite3.Connection:

@@ -333,3 +333,20 @@ def test_deterministic_and_independent_of_container_order():
     random.Random(4).shuffle(shuffled)
     w2 = type(w)(node=w.node, observed_at=w.observed_at, host=w.host, containers=tuple(shuffled))
     assert run(d, w2, histories=h) == first
+
+
+def test_pool_managed_containers_are_not_untracked_drift():
+    from datetime import datetime, timezone
+
+    from dockwarden.config import Policy
+    from dockwarden.model import ContainerState, DesiredState, WorldState
+    from dockwarden.reconcile.drift import detect_drift
+
+    now = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    dead = dict(image="i", state="exited", exit_code=1)
+    world = WorldState(node="n", observed_at=now, host=None, containers=(
+        ContainerState(id="1", name="pool-1", labels={"dockwarden.managed": "true", "dockwarden.pool": "pool"}, **dead),
+        ContainerState(id="2", name="stray", **dead),
+    ))
+    drifts = detect_drift(DesiredState(node="n"), world, {}, {}, Policy(), now=now)
+    assert [d.subject for d in drifts] == ["stray"]

@@ -35,6 +35,9 @@ from dockwarden.model import (
 #: Docker ``State.Status`` values in which a service is down (not running).
 DOWN_STATES = frozenset({"exited", "dead", "created"})
 #: Exit codes of a stop by signal (128 + SIGKILL, 128 + SIGTERM): a person or
+#: Containers a dockwarden subsystem manages itself (the pool labels its workers so).
+MANAGED_LABEL = "dockwarden.managed"
+
 #: ``docker stop`` ended the container, so an untracked one is not reported.
 SIGNAL_EXIT_CODES = frozenset({137, 143})
 #: Label that opts a container out of dockwarden (value compared case-insensitively).
@@ -335,6 +338,8 @@ def detect_drift(desired: DesiredState, world: WorldState, intents: Mapping[str,
             continue
         if c.labels.get(ENABLE_LABEL, "").strip().lower() == "false":
             continue
+        if c.labels.get(MANAGED_LABEL, "").strip().lower() == "true":
+            continue  # managed by a dockwarden subsystem (the container pool), which judges it itself
         d = _untracked_drift(c)
         if d is not None:
             drifts.append(d)
