@@ -113,7 +113,8 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Supervise the host in the foreground: events + resync -> reconcile -> act."""
-    from dockwarden.daemon import AlreadyRunning, Daemon
+    from dockwarden.daemon import Daemon
+    from dockwarden.lock import AlreadyRunning
 
     _setup_logging(verbose)
     s = _settings(inventory, state_dir, policy, node)
@@ -134,7 +135,7 @@ def run(
 
 def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
     """Observe once and evaluate; with ``act`` also record and execute (needs the lock)."""
-    from dockwarden.daemon import acquire_lock, AlreadyRunning
+    from dockwarden.lock import AlreadyRunning, acquire_lock
     from dockwarden.execute import Executor
     from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
     from dockwarden.observe.host import HostSampler
@@ -191,7 +192,7 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
 
 
 def _evaluation_json(ev, s: Settings, store: Store) -> dict[str, Any]:
-    from dockwarden.daemon import lock_held
+    from dockwarden.lock import lock_held
     from dockwarden.reconcile.drift import effective_intent, find_container
 
     services = []
@@ -285,7 +286,7 @@ def _render_status(data: dict[str, Any]) -> None:
                   f"{sv['cpu_percent']:.1f}%" if sv["cpu_percent"] is not None else "-", _human_bytes(sv["memory_bytes"]))
     out.print(t)
     if data["untracked"]:
-        out.print(f"untracked containers (observed, recommend only): "
+        out.print("untracked containers (observed, recommend only): "
                   + ", ".join(f"{u['container']} ({u['state']})" for u in data["untracked"]), highlight=False)
     for p in data["label_problems"]:
         out.print(f"[yellow]label problem:[/] {p}", highlight=False)

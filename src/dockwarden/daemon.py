@@ -17,46 +17,33 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import datetime, timezone
 from typing import Callable, Sequence
 
 import psutil
 
-from dockwarden.config import ConfigError, Policy, Settings, load_policy
+from dockwarden.config import Settings
+from dockwarden.config_watch import ConfigWatcher
 from dockwarden.execute import Executor
-from dockwarden.inventory import inventory_files, label_enabled, load_inventory, merge_labelled
-from dockwarden.model import (
-    ActionKind,
-    DesiredState,
-    EngineEvent,
-    Event,
-    EventType,
-    Intent,
-    IntentRecord,
-    IntentSource,
-    Mode,
-    ServiceSpec,
-    WorldState,
-    utcnow,
-)
+from dockwarden.incidents import IncidentBook
+from dockwarden.inventory import label_enabled, merge_labelled
+from dockwarden.lock import acquire_lock
+from dockwarden.model import EngineEvent, Event, EventType, Mode, ServiceSpec, WorldState, utcnow
 from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
 from dockwarden.observe.events import EngineLost, EventStream
-from dockwarden.observe.host import HostSampler
+from dockwarden.observe.host import HostSampler, local_engine_started
 from dockwarden.observe.world import observe_world, replace_containers, write_world
+from dockwarden.operator_intent import OperatorIntent
 from dockwarden.pipeline import PassResult, Reconciler
-from dockwarden.sinks.events import EventLog
-from dockwarden.incidents import IncidentBook
 from dockwarden.reconcile.spikes import SpikeState, update_spikes
 from dockwarden.recovery import RecoverySession
+from dockwarden.sinks.events import EventLog
 from dockwarden.sinks.notify import Notifier, NotifyWorker, Outbox
 from dockwarden.store import Store
 from dockwarden.worker import Worker, WorkerContext
@@ -67,157 +54,11 @@ log = logging.getLogger(__name__)
 TRIGGER_ACTIONS = frozenset(
     {"die", "oom", "kill", "stop", "start", "restart", "health_status", "destroy", "create", "pause", "unpause", "rename"}
 )
-#: Seconds around one of our own actions within which a container's stop/kill
-#: events are ours, not the operator's.
-OWN_ACTION_WINDOW_S = 30.0
-#: Observed stops this close before the engine went away are the engine's shutdown.
-ENGINE_SHUTDOWN_WINDOW_S = 60.0
 RECONNECT_DELAYS_S = (1, 2, 4, 8, 16, 30)
-#: A `kill` followed by `destroy` within this many seconds is a removal (`docker rm -f`).
-REMOVAL_WINDOW_S = 10.0
-#: Our actions that cause stop/kill events, and those that cause start events.
-_STOP_CAUSES = (ActionKind.STOP, ActionKind.RESTART, ActionKind.RECREATE, ActionKind.COMPOSE_UP)
-_START_CAUSES = (ActionKind.START, ActionKind.RESTART, ActionKind.RECREATE, ActionKind.COMPOSE_UP)
-
-
-def local_engine_started(docker_host: str | None) -> float | None:
-    """Start time (Unix seconds) of the local ``dockerd`` serving ``docker_host``
-    (default socket when None), found among processes with psutil; None when
-    the engine is remote or not found."""
-    sock = None
-    if docker_host and docker_host.startswith("unix://"):
-        sock = docker_host[len("unix://"):]
-    elif docker_host:
-        return None
-    for p in psutil.process_iter(["name", "cmdline", "create_time"]):
-        try:
-            if p.info["name"] != "dockerd":
-                continue
-            cmd = " ".join(p.info["cmdline"] or [])
-            if sock is None or sock in ("/var/run/docker.sock", "/run/docker.sock"):
-                if "-H " in cmd or "--host" in cmd:
-                    if "/var/run/docker.sock" not in cmd and "/run/docker.sock" not in cmd:
-                        continue
-            elif sock not in cmd:
-                continue
-            return float(p.info["create_time"])
-        except (psutil.Error, TypeError):
-            continue
-    return None
-
-
-class AlreadyRunning(RuntimeError):
-    """Another daemon holds the state dir's lock."""
 
 
 class _Wake:
     """Queue sentinel: wake the loop (stop requested)."""
-
-
-def acquire_lock(state_dir: Path):
-    """Take the single-instance lock of a state dir.
-
-    Returns:
-        The open lock file (keep it open for the daemon's lifetime).
-    Raises:
-        AlreadyRunning: another process holds it; the message names its PID.
-    """
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "daemon.lock"
-    fh = open(path, "a+")
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        pid = fh.read().strip() or "?"
-        fh.close()
-        raise AlreadyRunning(f"another dockwarden daemon (pid {pid}) is running on {state_dir}")
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    return fh
-
-
-def lock_held(state_dir: Path) -> bool:
-    """True when a daemon currently holds the state dir's lock."""
-    path = state_dir / "daemon.lock"
-    if not path.exists():
-        return False
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        return False
-
-
-class ConfigWatcher:
-    """Loads the inventory and policy and reloads them when their files change.
-
-    The first :meth:`load` raises on bad input; later :meth:`reload` calls keep
-    the last good configuration and return the error text instead.
-    """
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self._stamp: tuple = ()
-        self.policy: Policy | None = None
-        self.desired: DesiredState | None = None
-
-    def _files(self) -> list[Path]:
-        files: list[Path] = []
-        if self.settings.policy_path:
-            files.append(self.settings.policy_path)
-        if self.settings.inventory:
-            try:
-                files.extend(inventory_files(self.settings.inventory).values())
-            except ConfigError:
-                files.append(self.settings.inventory)
-        return files
-
-    def _current_stamp(self) -> tuple:
-        out = []
-        for f in self._files():
-            try:
-                st = f.stat()
-                out.append((str(f), st.st_mtime_ns, st.st_size))
-            except OSError:
-                out.append((str(f), None, None))
-        return tuple(out)
-
-    def load(self) -> tuple[Policy, DesiredState]:
-        """Load both files. Raises ConfigError naming file and field."""
-        stamp = self._current_stamp()
-        policy = load_policy(self.settings.policy_path)
-        desired = load_inventory(self.settings.inventory, self.settings.node)
-        self.policy, self.desired, self._stamp = policy, desired, stamp
-        return policy, desired
-
-    def reload(self) -> tuple[bool, str | None]:
-        """Reload when a file changed. Returns (changed, error); on error the
-        previous configuration stays in force."""
-        stamp = self._current_stamp()
-        if stamp == self._stamp:
-            return False, None
-        self._stamp = stamp  # do not re-report the same broken file every pass
-        try:
-            policy = load_policy(self.settings.policy_path)
-            desired = load_inventory(self.settings.inventory, self.settings.node)
-        except ConfigError as e:
-            return False, str(e)
-        self.policy, self.desired = policy, desired
-        return True, None
-
-
-@dataclass
-class _ObservedStop:
-    at_monotonic: float
-    service: str
-    container: str
-    previous: IntentRecord | None
-    event: str  # "stop" or "kill"
 
 
 class Daemon:
@@ -244,7 +85,6 @@ class Daemon:
         self.sampler = HostSampler()
         self.world: WorldState | None = None
         self.docker_root_dir: str | None = None
-        self._observed_stops: list[_ObservedStop] = []
         self.passes = 0
         self.workers: list[Worker] = list(workers)
         self.spikes = SpikeState()
@@ -283,6 +123,7 @@ class Daemon:
         lock = acquire_lock(state_dir)
         self.store = Store(state_dir / "dockwarden.db")
         self.events = EventLog(state_dir / "events.jsonl", self.store, self.echo)
+        self.intent_reader = OperatorIntent(self.store, self._emit)
         self.config = ConfigWatcher(self.settings)
         policy, desired = self.config.load()
         self.incidents = IncidentBook(state_dir / "dockwarden.db", desired.node)
@@ -494,24 +335,7 @@ class Daemon:
         self.observer = None
         self.reconciler.executor = None
         self._mark_engine_lost(error)
-        # Stops seen just before the engine went away were the engine shutting down.
-        cutoff = time.monotonic() - ENGINE_SHUTDOWN_WINDOW_S
-        for stop in [s for s in self._observed_stops if s.at_monotonic >= cutoff]:
-            self._take_back(stop, "the engine was shutting down, not the operator")
-        self._observed_stops.clear()
-
-    def _take_back(self, stop: _ObservedStop, why: str) -> None:
-        """Undo an observed-stop intent that turned out not to be the operator's wish."""
-        if stop.previous is None:
-            self.store.clear_intent(stop.service)
-        else:
-            self.store.set_intent(stop.service, stop.previous.intent, stop.previous.source, utcnow(),
-                                  stop.previous.reason)
-        if stop in self._observed_stops:
-            self._observed_stops.remove(stop)
-        self._emit(EventType.INTENT_CHANGED, f"{stop.service}: stop taken back — {why}", service=stop.service,
-                   container=stop.container,
-                   details={"intent": stop.previous.intent.value if stop.previous else None})
+        self.intent_reader.engine_lost()
 
     def _offline_world(self, error: str | None = None) -> WorldState:
         host = self.sampler.sample(["/"] + ([self.docker_root_dir] if self.docker_root_dir else []))
@@ -550,6 +374,15 @@ class Daemon:
 
     # ------------------------------------------------------------------ events
 
+    def _on_engine_event(self, ev: EngineEvent, dirty: set[str]) -> None:
+        self.store.set_checkpoint("last_event_time", f"{ev.time.timestamp():.3f}")
+        if ev.base_action not in TRIGGER_ACTIONS:
+            return
+        dirty.add(ev.container_id)
+        spec = self._service_for(ev)
+        if spec is not None:
+            self.intent_reader.on_event(ev, spec)
+
     def _service_for(self, ev: EngineEvent) -> ServiceSpec | None:
         desired = self.reconciler.desired
         for spec in desired.services.values():
@@ -563,51 +396,6 @@ class Daemon:
             merged, _ = merge_labelled(desired, self.world.containers if self.world else ())
             return merged.services.get(ev.name)
         return None
-
-    def _on_engine_event(self, ev: EngineEvent, dirty: set[str]) -> None:
-        self.store.set_checkpoint("last_event_time", f"{ev.time.timestamp():.3f}")
-        base = ev.base_action
-        if base not in TRIGGER_ACTIONS:
-            return
-        dirty.add(ev.container_id)
-        spec = self._service_for(ev)
-        if spec is None:
-            return
-        if base == "destroy":
-            # `docker rm -f` is kill + die + destroy: the container was removed, not
-            # stopped, and the desired state still wants it (recreate from its spec).
-            cutoff = time.monotonic() - REMOVAL_WINDOW_S
-            for stop in [s for s in self._observed_stops
-                         if s.service == spec.name and s.event == "kill" and s.at_monotonic >= cutoff]:
-                self._take_back(stop, "the container was removed (`docker rm -f`), not stopped")
-            return
-        operator_stop = base == "stop" or (base == "kill" and ev.attributes.get("signal") in ("9", "15", "SIGKILL", "SIGTERM", "KILL", "TERM"))
-        operator_start = base == "start"
-        if not (operator_stop or operator_start):
-            return
-        causes = _STOP_CAUSES if operator_stop else _START_CAUSES
-        ours = self.store.recent_action_on(ev.name, ev.time - timedelta(seconds=OWN_ACTION_WINDOW_S),
-                                           ev.time + timedelta(seconds=2), causes)
-        if ours:
-            return
-        intents = self.store.intents()
-        current = intents.get(spec.name)
-        now = utcnow()
-        if operator_stop and (current is None or current.intent != Intent.STOPPED):
-            self.store.set_intent(spec.name, Intent.STOPPED, IntentSource.OBSERVED, now,
-                                  f"`docker {base}` not caused by dockwarden")
-            keep_after = time.monotonic() - ENGINE_SHUTDOWN_WINDOW_S
-            self._observed_stops = [s for s in self._observed_stops if s.at_monotonic >= keep_after]
-            self._observed_stops.append(_ObservedStop(time.monotonic(), spec.name, ev.name, current, base))
-            self._emit(EventType.INTENT_CHANGED, f"{spec.name}: operator stopped it ({base} event not caused by "
-                       "dockwarden); it stays stopped until `dockwarden start`", service=spec.name, container=ev.name,
-                       details={"intent": "stopped", "source": "observed", "event": ev.action})
-        elif operator_start and current is not None and current.intent == Intent.STOPPED:
-            self.store.set_intent(spec.name, Intent.RUNNING, IntentSource.OBSERVED, now,
-                                  "started outside dockwarden")
-            self._emit(EventType.INTENT_CHANGED, f"{spec.name}: operator started it outside dockwarden; "
-                       "intent is running again", service=spec.name, container=ev.name,
-                       details={"intent": "running", "source": "observed"})
 
     # ------------------------------------------------------------------ passes
 

@@ -16,7 +16,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from dockwarden.config import Policy
 from dockwarden.execute import ComposeTarget, Executor, compose_target_from_labels
@@ -35,13 +35,10 @@ from dockwarden.model import (
     EventType,
     Finding,
     GuardRecord,
-    Intent,
     IntentRecord,
     Mode,
-    Recommendation,
     RecommendationType,
     ServiceHistory,
-    ServiceSpec,
     SummaryState,
     WorldState,
     parse_time,

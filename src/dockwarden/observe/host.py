@@ -109,3 +109,29 @@ class HostSampler:
             disks=tuple(disks),
             boot_time=datetime.fromtimestamp(psutil.boot_time(), timezone.utc),
         )
+
+
+def local_engine_started(docker_host: str | None) -> float | None:
+    """Start time (Unix seconds) of the local ``dockerd`` serving ``docker_host``
+    (default socket when None), found among processes with psutil; None when
+    the engine is remote or not found."""
+    sock = None
+    if docker_host and docker_host.startswith("unix://"):
+        sock = docker_host[len("unix://"):]
+    elif docker_host:
+        return None
+    for p in psutil.process_iter(["name", "cmdline", "create_time"]):
+        try:
+            if p.info["name"] != "dockerd":
+                continue
+            cmd = " ".join(p.info["cmdline"] or [])
+            if sock is None or sock in ("/var/run/docker.sock", "/run/docker.sock"):
+                if "-H " in cmd or "--host" in cmd:
+                    if "/var/run/docker.sock" not in cmd and "/run/docker.sock" not in cmd:
+                        continue
+            elif sock not in cmd:
+                continue
+            return float(p.info["create_time"])
+        except (psutil.Error, TypeError):
+            continue
+    return None
