@@ -13,14 +13,16 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import docker
 import pytest
 
 from conftest import IMAGE, REPO, RUN_ID, wait_for, write_inventory, write_policy
-from storage_helpers import MiB, LoopEngine, docker_system_df, import_image, within
+from storage_helpers import MiB, LoopEngine, docker_system_df, import_image, tar_with_file, within
 
 NONE = {"network_mode": "none"}
 
@@ -103,12 +105,16 @@ def _images(c: docker.DockerClient) -> set[str]:
     return {t for i in c.images.list(all=True) for t in (i.tags or [i.id])}
 
 
-def test_recipe_runs_tier_by_tier_and_spares_tracked_images_and_volumes(loop_engine, tmp_path, daemon_factory,
-                                                                        monkeypatch):
+def _recipe_host(eng: LoopEngine, tmp_path: Path) -> SimpleNamespace:
+    """Something for every tier, and things that must stay, on the private engine:
+    a dangling 40 MiB image (tier 1), an untracked stopped container with a 50 MB
+    writable layer (tier 2), unused images (tier 3); a running tracked service, an
+    intent-stopped service whose container is gone but whose spec is recorded, an
+    intent-stopped service with a stopped container, and a 30 MB volume nobody uses."""
     from dockwarden.model import Intent, IntentSource, utcnow
     from dockwarden.store import Store
 
-    c = loop_engine.client()
+    c = eng.client()
     import_image(c, "dwt/dangle:v1", 40 * MiB)
     dangling_id = c.images.get("dwt/dangle:v1").id
     import_image(c, "dwt/dangle:v1", 40 * MiB)            # tier 1: the first one is dangling now
@@ -116,17 +122,12 @@ def test_recipe_runs_tier_by_tier_and_spares_tracked_images_and_volumes(loop_eng
     import_image(c, "dwt/unused:v1", 30 * MiB)            # tier 3
     import_image(c, "dwt/keep:v1", 30 * MiB)              # recorded spec of an intent-stopped service
     import_image(c, "dwt/stopped:v1", 5 * MiB)            # a stopped, intent-stopped service's container
-    app = c.containers.run(IMAGE, ["sleep", "3600"], name="app", detach=True, **NONE)
+    c.containers.run(IMAGE, ["sleep", "3600"], name="app", detach=True, **NONE)
     junk = c.containers.create("dwt/junkimg:v1", ["/bin/sh"], name="junk", **NONE)
-    # A 50 MB writable layer in an untracked stopped container (tier 2): copy it in.
-    junk_tar = __import__("storage_helpers").tar_with_file(50 * MiB, "junkdata")
-    junk.put_archive("/", junk_tar)
-    sleeper = c.containers.create("dwt/stopped:v1", ["/bin/sh"], name="sleeper", **NONE)
+    junk.put_archive("/", tar_with_file(50 * MiB, "junkdata"))  # its writable layer
+    c.containers.create("dwt/stopped:v1", ["/bin/sh"], name="sleeper", **NONE)
     c.containers.run(IMAGE, ["sh", "-c", "dd if=/dev/urandom of=/data/f bs=1M count=30"], remove=True,
                      volumes={"dwt-data": {"bind": "/data", "mode": "rw"}}, **NONE)
-    before = _images(c)
-    assert {"dwt/unused:v1", "dwt/keep:v1", dangling_id} <= before
-
     state = tmp_path / "state"
     store = Store(state / "dockwarden.db")
     store.put_spec("keeper", "keeper", {"image": "dwt/keep:v1", "name": "keeper"}, utcnow())
@@ -134,7 +135,22 @@ def test_recipe_runs_tier_by_tier_and_spares_tracked_images_and_volumes(loop_eng
     store.set_intent("sleeper", Intent.STOPPED, IntentSource.CLI, utcnow(), "test")
     store.close()
     inv = write_inventory(tmp_path / "inv", [{"name": "app"}, {"name": "keeper"}, {"name": "sleeper"}])
+    return SimpleNamespace(c=c, state=state, inv=inv, dangling_id=dangling_id, before=_images(c),
+                           subject=f"host:storage:{eng.data_root}")
 
+
+def _must_stay(h: SimpleNamespace) -> None:
+    imgs = _images(h.c)
+    assert {"dwt/keep:v1", "dwt/stopped:v1", IMAGE} <= imgs
+    assert "dwt-data" in {v.name for v in h.c.volumes.list()}
+    assert h.c.containers.get("sleeper").status in ("created", "exited")
+    assert h.c.containers.get("app").status == "running"
+
+
+def test_recipe_runs_tier_by_tier_and_stops_below_the_threshold(loop_engine, tmp_path, daemon_factory,
+                                                                 monkeypatch):
+    h = _recipe_host(loop_engine, tmp_path)
+    assert {"dwt/unused:v1", "dwt/keep:v1", h.dangling_id} <= h.before
     # The P1 threshold sits between "after tier 1" and "after tier 2": 65 MiB below use now.
     du = shutil.disk_usage(loop_engine.mnt)
     crit = round(100.0 * (du.used - 65 * MiB) / (du.used + du.free), 2)
@@ -150,62 +166,76 @@ stopped_container_min_age_s = 0
 stop_timeout_s = 1
 """)
     monkeypatch.setenv("DOCKER_HOST", loop_engine.host)
-    subject = f"host:storage:{loop_engine.data_root}"
 
     # recommend: the recommendation says what each tier would free; nothing is removed.
-    d = daemon_factory(inv, policy, ["--mode", "recommend"]).start(resync=1)
-    rec = d.wait_event(lambda e: e["type"] == "reconcile_recommended" and e["service"] == subject, timeout=40)
+    d = daemon_factory(h.inv, policy, ["--mode", "recommend"]).start(resync=1)
+    rec = d.wait_event(lambda e: e["type"] == "reconcile_recommended" and e["service"] == h.subject, timeout=40)
     assert "would free" in rec["reason"] and "tier 1 ~40.0 MiB" in rec["reason"], rec
     assert "tier 2 ~50.0 MiB" in rec["reason"] and "tier 3 ~" in rec["reason"], rec
-    detected = d.wait_event(lambda e: e["type"] == "drift_detected" and e["service"] == subject, timeout=5)
+    detected = d.wait_event(lambda e: e["type"] == "drift_detected" and e["service"] == h.subject, timeout=5)
     assert detected["priority"] == "P1" and detected["details"]["breakdown"]["images"]["count"] >= 7
     d.stop()
-    assert _images(c) == before and {x.name for x in c.containers.list(all=True)} >= {"junk", "sleeper", "app"}
+    assert _images(h.c) == h.before and {x.name for x in h.c.containers.list(all=True)} >= {"junk", "sleeper"}
 
     # auto: tier 1, re-measure, tier 2, re-measure: below the threshold, so tier 3 does not run.
-    d = daemon_factory(inv, policy).start(resync=1)
+    d = daemon_factory(h.inv, policy).start(resync=1)
     t1 = d.wait_event(lambda e: e["type"] == "prune_tier" and e["details"]["tier"] == 1, timeout=60)
     t2 = d.wait_event(lambda e: e["type"] == "prune_tier" and e["details"]["tier"] == 2, timeout=60)
-    assert t1["service"] == subject and t1["details"]["bytes_freed"] >= 40 * MiB
-    assert [r["name"] for r in t1["details"]["removed"]] == [f"<none>@{dangling_id.split(':')[1][:12]}"]
-    assert t1["details"]["percent_before"] > crit >= 0 and t1["details"]["percent_after"] > crit  # re-measured
+    assert t1["service"] == h.subject and t1["details"]["bytes_freed"] >= 40 * MiB
+    assert [r["name"] for r in t1["details"]["removed"]] == [f"<none>@{h.dangling_id.split(':')[1][:12]}"]
+    assert t1["details"]["percent_before"] > crit and t1["details"]["percent_after"] > crit  # re-measured
     assert [r["name"] for r in t2["details"]["removed"]] == ["junk"]
     assert t2["details"]["fs_freed_bytes"] >= 45 * MiB and t2["details"]["percent_after"] <= crit
     kept2 = {k["name"]: k["why"] for k in t2["details"]["kept"]}
     assert kept2["sleeper"] == "container of tracked service sleeper (intent stopped)"
-    d.wait_event(lambda e: e["type"] == "drift_resolved" and e["service"] == subject, timeout=30)
+    d.wait_event(lambda e: e["type"] == "drift_resolved" and e["service"] == h.subject, timeout=30)
     assert not [e for e in d.events() if e["type"] == "prune_tier" and e["details"]["tier"] == 3]
-    after = _images(c)
-    assert dangling_id not in after and {"dwt/unused:v1", "dwt/junkimg:v1", "dwt/keep:v1"} <= after
+    after = _images(h.c)
+    assert h.dangling_id not in after and {"dwt/unused:v1", "dwt/junkimg:v1"} <= after
+    _must_stay(h)
     d.stop()
-    journal = (state / "journal").glob("*.md")
-    text = "".join(p.read_text() for p in journal)
-    assert "tier 1 (dangling images and build cache): removed 1" in text and "## Run — " in text
+    text = "".join(p.read_text() for p in (h.state / "journal").glob("*.md"))
+    assert "- tier 1 (dangling images and build cache): removed 1, freed 40.0 MiB" in text
+    assert "- tier 2 (stopped containers neither tracked nor intent-stopped): removed 1" in text
 
-    # With P1 below any possible use, `prune --dry-run` shows tier 3 and what it spares;
-    # `prune` runs it, cannot get below, and names the volume for a person.
+
+def test_recipe_that_cannot_get_below_escalates_once_and_never_removes_volumes(loop_engine, tmp_path,
+                                                                               daemon_factory, monkeypatch):
+    h = _recipe_host(loop_engine, tmp_path)
     strict = write_policy(tmp_path / "strict.toml", "[thresholds]\ndisk_warn_percent = 1\n"
-                          "disk_critical_percent = 1\n[storage]\nstopped_container_min_age_s = 0\n")
-    args = ("--inventory", str(inv), "--policy", str(strict))
-    r = dockwarden("prune", "--dry-run", "--json", *args, host=loop_engine.host, state=state)
+                          "disk_critical_percent = 1\n[storage]\ninterval_s = 5\npressure_interval_s = 5\n"
+                          "stopped_container_min_age_s = 0\n")
+    args = ("--inventory", str(h.inv), "--policy", str(strict))
+    # The dry run shows every tier, what each would remove and what it spares, and removes nothing.
+    r = dockwarden("prune", "--dry-run", "--json", *args, host=loop_engine.host, state=h.state)
     assert r.returncode == 0, r.stdout + r.stderr
     plan = json.loads(r.stdout)
-    assert plan["tiers_needed"] == 3
+    assert plan["tiers_needed"] == 3 and [len(t["candidates"]) for t in plan["tiers"]] == [1, 1, 3]
     tier3 = plan["tiers"][2]
     assert sorted(x["name"] for x in tier3["candidates"]) == ["dwt/dangle:v1", "dwt/junkimg:v1", "dwt/unused:v1"]
     kept3 = {k["name"]: k["why"] for k in tier3["kept"]}
     assert kept3["dwt/keep:v1"] == "service keeper (intent stopped) uses it (recorded spec)"
     assert [v["name"] for v in plan["volumes_never_removed"]] == ["dwt-data"]
-    assert _images(c) == after  # a dry run removes nothing
-    r = dockwarden("prune", *args, host=loop_engine.host, state=state)
-    assert r.returncode == 1, r.stdout + r.stderr  # still above 1 %: escalated, not "fixed"
-    assert "tier 3 (unused images no tracked service references): removed 3" in r.stdout
+    assert _images(h.c) == h.before
+    # The daemon runs all three tiers, then escalates once with the volume to review.
+    monkeypatch.setenv("DOCKER_HOST", loop_engine.host)
+    d = daemon_factory(h.inv, strict).start(resync=1)
+    t3 = d.wait_event(lambda e: e["type"] == "prune_tier" and e["details"]["tier"] == 3, timeout=60)
+    assert sorted(x["name"] for x in t3["details"]["removed"]) == ["dwt/dangle:v1", "dwt/junkimg:v1",
+                                                                    "dwt/unused:v1"]
+    esc = d.wait_event(lambda e: e["type"] == "reconcile_blocked" and e["service"] == h.subject, timeout=30)
+    assert esc["priority"] == "P1" and "volumes are never removed automatically" in esc["reason"]
+    assert [v["name"] for v in esc["details"]["volumes"]] == ["dwt-data"]
+    time.sleep(12)  # two more storage passes: nothing left to remove, no repeated escalation
+    evs = d.events()
+    assert len([e for e in evs if e["type"] == "reconcile_blocked" and e["service"] == h.subject]) == 1
+    assert len([e for e in evs if e["type"] == "prune_tier"]) == 3
+    d.stop()
+    _must_stay(h)
+    assert not {"dwt/unused:v1", "dwt/junkimg:v1", "dwt/dangle:v1"} & _images(h.c)
+    # `dockwarden prune` now finds nothing more to remove, says so, and exits 1 (still above).
+    r = dockwarden("prune", *args, host=loop_engine.host, state=h.state)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "tier 3 (unused images no tracked service references): nothing to remove" in r.stdout
     assert "volumes are never removed automatically" in r.stdout and "dwt-data" in r.stdout
-    final = _images(c)
-    assert not {"dwt/unused:v1", "dwt/junkimg:v1", "dwt/dangle:v1"} & final
-    assert {"dwt/keep:v1", "dwt/stopped:v1", IMAGE} <= final
-    assert "dwt-data" in {v.name for v in c.volumes.list()}
-    assert c.containers.get("sleeper").status in ("created", "exited") and c.containers.get("app").status == "running"
-    events = [json.loads(x) for x in (state / "events.jsonl").read_text().splitlines()]
-    assert any(e["type"] == "prune_tier" and e["details"]["tier"] == 3 for e in events)
-    del app, junk, sleeper
+    _must_stay(h)

@@ -153,6 +153,7 @@ def test_churn_counts_rebuilds_today_and_names_dangling_repositories():
     web = c[0]
     assert (web.created, web.dangling_count, web.dangling_bytes) == (5, 2, 4 * GiB)
     assert web.line() == "app/web: rebuilt 5 times today, 4.0 GiB dangling (2 images)"
+    assert c[1].line() == "<unknown>: 1.0 MiB dangling (1 image)"
 
 
 def test_retention_and_downsampling():

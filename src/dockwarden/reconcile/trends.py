@@ -270,8 +270,12 @@ class Churn:
     dangling_bytes: int
 
     def line(self) -> str:
-        return (f"{self.repository}: rebuilt {self.created} times today, "
-                f"{human_bytes(self.dangling_bytes)} dangling ({self.dangling_count} images)")
+        """``app/web: rebuilt 12 times today, 8.0 GiB dangling (11 images)``."""
+        n = self.dangling_count
+        dangling = f"{human_bytes(self.dangling_bytes)} dangling ({n} image{'' if n == 1 else 's'})"
+        if self.created == 0:
+            return f"{self.repository}: {dangling}"
+        return f"{self.repository}: rebuilt {self.created} time{'' if self.created == 1 else 's'} today, {dangling}"
 
 
 def churn(seen: Iterable[tuple[str, str, datetime | None]], images: Sequence[ImageUsage], *,

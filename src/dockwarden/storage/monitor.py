@@ -185,18 +185,21 @@ class StorageMonitor(PeriodicWorker):
             self._client = None  # reconnect next tick
             report = self._filesystem_only(report)
         world = ctx.world()
-        self.samples.add(report, world.host if world is not None else None)
+        host = world.host if world is not None else None
+        self.samples.add(report, host)  # also records image tags, before the recipe may remove them
         if time.monotonic() - self._retention_at > RETENTION_EVERY_S:
             self._retention_at = time.monotonic()
             self.samples.apply_retention(now, policy)
-        fs = report.filesystem
+        report, status = self._relieve(report, policy, now, observer)
+        if self.last_run is not None and self.last_run.ran:
+            self.samples.add(report, host)  # the state after the recipe is a sample too
         trend = None
-        if fs is not None:
+        if report.filesystem is not None:
             since = now - timedelta(seconds=policy.storage.long_window_s)
-            trend = disk_trend(self.samples.samples(fs.path, since), now=now, policy=policy)
+            trend = disk_trend(self.samples.samples(report.filesystem.path, since), now=report.observed_at,
+                               policy=policy)
         day = datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
         churned = churn(self.samples.images_seen(), report.images, day_start=day) if not report.engine_error else []
-        report, status = self._relieve(report, policy, now, observer)
         drifts: list[Drift] = []
         storage_drift = self._storage_drift(report, policy, now, status)
         if storage_drift is not None:
