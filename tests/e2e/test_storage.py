@@ -239,3 +239,52 @@ def test_recipe_that_cannot_get_below_escalates_once_and_never_removes_volumes(l
     assert "tier 3 (unused images no tracked service references): nothing to remove" in r.stdout
     assert "volumes are never removed automatically" in r.stdout and "dwt-data" in r.stdout
     _must_stay(h)
+
+
+def test_housekeeping_reports_stale_locks_and_worktrees_and_removes_only_when_enabled(
+        loop_engine, tmp_path, daemon_factory, monkeypatch):
+    hk_dir = tmp_path / "hk"
+    (hk_dir / "locks").mkdir(parents=True)
+    dead = hk_dir / "locks" / "dead.lock"
+    dead.write_text("999999999\n")  # a PID beyond any
+    live = hk_dir / "locks" / "live.lock"
+    live.write_text(f"{os.getpid()}\n")
+    old_tree = hk_dir / "trees" / "old"
+    old_tree.mkdir(parents=True)
+    (old_tree / "f").write_text("x")
+    busy_tree = hk_dir / "trees" / "busy"
+    busy_tree.mkdir()
+    past = time.time() - 3 * 3600
+    for p in (old_tree / "f", old_tree, busy_tree):
+        os.utime(p, (past, past))
+    holder = subprocess.Popen(["sleep", "300"], cwd=busy_tree)  # a process uses it
+    try:
+        base = (f"[storage]\ninterval_s = 5\n[housekeeping]\nlock_globs = [\"{hk_dir}/locks/*.lock\"]\n"
+                f"worktree_globs = [\"{hk_dir}/trees/*\"]\n")
+        report_only = write_policy(tmp_path / "report.toml", base)
+        inv = write_inventory(tmp_path / "inv", [])
+        monkeypatch.setenv("DOCKER_HOST", loop_engine.host)
+        d = daemon_factory(inv, report_only).start(resync=1)
+        locks = d.wait_event(lambda e: e["type"] == "drift_detected" and e["service"] == "host:housekeeping:locks",
+                             timeout=30)
+        trees = d.wait_event(lambda e: e["type"] == "drift_detected"
+                             and e["service"] == "host:housekeeping:worktrees", timeout=10)
+        assert locks["priority"] == "P4" and [i["path"] for i in locks["details"]["items"]] == [str(dead)]
+        assert [i["path"] for i in trees["details"]["items"]] == [str(old_tree)]
+        time.sleep(6)
+        d.stop()
+        assert dead.exists() and old_tree.exists()  # reported, not removed
+        remove = write_policy(tmp_path / "remove.toml", base + "remove_locks = true\nremove_worktrees = true\n")
+        d = daemon_factory(inv, remove).start(resync=1)
+        gone = d.wait_event(lambda e: e["type"] == "housekeeping" and e["details"]["path"] == str(old_tree),
+                            timeout=30)
+        assert gone["details"]["ok"] is True
+        d.wait_event(lambda e: e["type"] == "housekeeping" and e["details"]["path"] == str(dead), timeout=10)
+        d.wait_event(lambda e: e["type"] == "drift_resolved" and e["service"] == "host:housekeeping:locks",
+                     timeout=30)
+        d.stop()
+        assert not dead.exists() and not old_tree.exists()
+        assert live.exists() and busy_tree.exists()  # live PID; a process's cwd
+    finally:
+        holder.kill()
+        holder.wait()
