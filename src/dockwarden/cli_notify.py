@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from dockwarden.cli_common import InventoryOpt, JsonOpt, NodeOpt, PolicyOpt, StateDirOpt, fail, out
 
 from dockwarden.config import ConfigError, Settings, load_policy
 from dockwarden.incidents import IncidentBook, IncidentError
@@ -18,21 +18,7 @@ from dockwarden.sinks.events import EventLog
 from dockwarden.sinks.notify import deliver, redacted, render
 from dockwarden.store import Store, StoreError
 
-out = Console()
-err = Console(stderr=True)
-
-InventoryOpt = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory [env DOCKWARDEN_INVENTORY].")]
-StateDirOpt = Annotated[Optional[Path], typer.Option("--state-dir", "-s", help="State dir [env DOCKWARDEN_STATE_DIR].")]
-PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy TOML [env DOCKWARDEN_POLICY].")]
-NodeOpt = Annotated[Optional[str], typer.Option("--node", help="Node [env DOCKWARDEN_NODE].")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
-notify_app = typer.Typer(no_args_is_help=True, help="Notification channels ([[notify.channel]] in the policy).")
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+notify_app = typer.Typer(no_args_is_help=True, help="Notification channels (the notify.channel tables of the policy).")
 
 
 def _book(inventory, state_dir, policy, node) -> tuple[Settings, IncidentBook]:
@@ -42,7 +28,7 @@ def _book(inventory, state_dir, policy, node) -> tuple[Settings, IncidentBook]:
         Store(s.state_dir / "dockwarden.db").close()  # core schema first
         return s, IncidentBook(s.state_dir / "dockwarden.db", desired.node)
     except (ConfigError, StoreError) as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
         raise  # unreachable
 
 
@@ -79,7 +65,7 @@ def ack(
     try:
         inc = book.ack(incident_id, utcnow())
     except IncidentError as e:
-        _fail(str(e), 1)
+        fail(str(e), 1)
         return
     store = Store(s.state_dir / "dockwarden.db")
     EventLog(s.state_dir / "events.jsonl", store).send(Event(
@@ -100,11 +86,11 @@ def notify_test(
     try:
         pol = load_policy(s.policy_path)
     except ConfigError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
         return
     chans = [c for c in pol.notify.channel if channel is None or c.name == channel]
     if not chans:
-        _fail(f"no channel {channel!r} in the policy" if channel else
+        fail(f"no channel {channel!r} in the policy" if channel else
               "no [[notify.channel]] in the policy (give --policy or DOCKWARDEN_POLICY)", 2)
     ev = Event(type=EventType.NOTIFY_TEST, ts=utcnow(), node=s.node or "local",
                reason="dockwarden test message: if you read this, the channel works", priority="P0")
