@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from dockwarden.cli_common import (
+    InventoryOpt, JsonOpt, NodeOpt, PolicyOpt, StateDirOpt, err, fail as _fail, out, settings_from,
+)
 from dockwarden.config import ConfigError, Policy, Settings, load_policy
 from dockwarden.inventory import load_inventory
 from dockwarden.model import utcnow
@@ -32,15 +33,6 @@ from dockwarden.storage import StorageMonitor, keep_for_report, run_recipe
 from dockwarden.storage.samples import SampleStore
 from dockwarden.store import Store, StoreError
 
-out = Console()
-err = Console(stderr=True)
-
-InventoryOpt = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory [env DOCKWARDEN_INVENTORY].")]
-StateDirOpt = Annotated[Optional[Path], typer.Option("--state-dir", "-s", help="State dir [env DOCKWARDEN_STATE_DIR].")]
-PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy TOML [env DOCKWARDEN_POLICY].")]
-NodeOpt = Annotated[Optional[str], typer.Option("--node", help="Node [env DOCKWARDEN_NODE].")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
 
 def register(app: typer.Typer) -> None:
     """Add ``storage``, ``prune`` and ``journal`` to the main app."""
@@ -52,11 +44,6 @@ def register(app: typer.Typer) -> None:
 def storage_worker() -> StorageMonitor:
     """The storage worker `dockwarden run` starts (``cli.daemon_workers``)."""
     return StorageMonitor()
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _observe(s: Settings, pol: Policy) -> tuple[Any, StorageReport]:
@@ -136,7 +123,7 @@ def storage(
     Also the filesystem holding the Docker root dir, btrfs data/metadata/system and
     subvolumes when it applies, and the growth trend when the daemon stored samples.
     """
-    s = Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node)
+    s = settings_from(inventory, state_dir, policy, node)
     try:
         pol = load_policy(s.policy_path)
     except ConfigError as e:
@@ -171,7 +158,7 @@ def prune(
     (--all: every tier). Never removes volumes. Exit code 0 when at or below the
     threshold at the end, else 1.
     """
-    s = Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node)
+    s = settings_from(inventory, state_dir, policy, node)
     try:
         pol = load_policy(s.policy_path)
         desired = load_inventory(s.inventory, s.node)
@@ -237,7 +224,7 @@ def journal(
 
     The file is <state-dir>/journal/YYYY-MM-DD.md, written by `dockwarden run`.
     """
-    s = Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node)
+    s = settings_from(inventory, state_dir, policy, node)
     try:
         d = date.fromisoformat(day) if day else datetime.now(timezone.utc).date()
     except ValueError:
