@@ -250,6 +250,7 @@ class DiskUsage:
     used_bytes: int
     free_bytes: int
     percent: float  # 0-100, as psutil.disk_usage reports it
+    mountpoint: str | None = None  # the filesystem's mount point; two paths on one fs share it
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from dockwarden.model import (
 )
 import dockwarden.reconcile.policy as policy_mod
 from dockwarden.reconcile.assess import assess, summarize
-from dockwarden.reconcile.drift import detect_drift, effective_intent, find_container
+from dockwarden.reconcile.drift import detect_drift, effective_intent, find_container, merge_disk_drifts
 from dockwarden.reconcile.recommend import recommend_all
 from dockwarden.sinks.events import EventLog
 from dockwarden.store import Store
@@ -166,6 +166,7 @@ class Reconciler:
         drifts = detect_drift(desired, world, intents, histories, self.policy, now=now) + list(extra_drifts)
         if self.incidents is not None:
             drifts += self.incidents.unresolved_drifts(now=now, policy=self.policy)
+        drifts = merge_disk_drifts(drifts)
         findings = assess(drifts, self.policy)
         recs = recommend_all(findings, world=world, desired=desired, histories=histories)
         decisions = []

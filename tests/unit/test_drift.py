@@ -350,3 +350,26 @@ def test_pool_managed_containers_are_not_untracked_drift():
     ))
     drifts = detect_drift(DesiredState(node="n"), world, {}, {}, Policy(), now=now)
     assert [d.subject for d in drifts] == ["stray"]
+
+
+def test_one_disk_finding_per_filesystem_and_storage_breakdown_supersedes_it():
+    from datetime import datetime, timezone
+
+    from dockwarden.config import Policy
+    from dockwarden.model import DesiredState, DiskUsage, Drift, DriftKind, HostStats, WorldState
+    from dockwarden.reconcile.drift import detect_drift, merge_disk_drifts
+
+    now = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    full = dict(total_bytes=100, used_bytes=95, free_bytes=5, percent=95.0, mountpoint="/")
+    host = HostStats(cpu_percent=1, cpu_count=2, load1=0, load5=0, load15=0, mem_total_bytes=10 ** 10,
+                     mem_available_bytes=10 ** 10, swap_total_bytes=0, swap_used_bytes=0,
+                     disks=(DiskUsage(path="/", **full), DiskUsage(path="/var/lib/docker", **full)))
+    world = WorldState(node="n", observed_at=now, host=host)
+    drifts = detect_drift(DesiredState(node="n"), world, {}, {}, Policy(), now=now)
+    assert [d.subject for d in drifts] == ["host:disk:/"]
+    storage = Drift(DriftKind.RESOURCE_PRESSURE, "host:storage:/var/lib/docker",
+                    details={"resource": "disk", "level": "critical", "path": "/"})
+    assert [d.subject for d in merge_disk_drifts(drifts + [storage])] == ["host:storage:/var/lib/docker"]
+    other_fs = Drift(DriftKind.RESOURCE_PRESSURE, "host:storage:/srv/docker",
+                     details={"resource": "disk", "level": "critical", "path": "/srv"})
+    assert len(merge_disk_drifts(drifts + [other_fs])) == 2

@@ -130,8 +130,6 @@ def test_no_trend_drift_once_above_p1():
     assert "above P1" in t.line()
 
 
-@pytest.mark.xfail(strict=True, reason="needs one rule in reconcile/assess.priority_of (lead): "
-                   "resource_pressure with details level 'trend' -> P2; remove this marker then")
 def test_trend_drift_is_assessed_p2():
     d = trend_drift(disk_trend(series(72, 300, 66 * GiB, GiB / 3600), now=NOW, policy=POLICY), POLICY)
     assert priority_of(d) is Priority.P2

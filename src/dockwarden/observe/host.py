@@ -95,7 +95,8 @@ class HostSampler:
             except OSError:  # missing path, permission denied
                 continue
             disks.append(model.DiskUsage(path=p, total_bytes=int(du.total), used_bytes=int(du.used),
-                                         free_bytes=int(du.free), percent=float(du.percent)))
+                                         free_bytes=int(du.free), percent=float(du.percent),
+                                         mountpoint=mountpoint_of(p)))
         return model.HostStats(
             cpu_percent=cpu,
             cpu_count=psutil.cpu_count() or os.cpu_count() or 1,
@@ -135,3 +136,19 @@ def local_engine_started(docker_host: str | None) -> float | None:
         except (psutil.Error, TypeError):
             continue
     return None
+
+
+def mountpoint_of(path: str) -> str | None:
+    """The mount point of the filesystem holding ``path`` (the longest mount
+    point that is a prefix of its real path), from psutil; None when unknown."""
+    try:
+        real = os.path.realpath(path)
+        mounts = [p.mountpoint for p in psutil.disk_partitions(all=True)]
+    except (OSError, psutil.Error):
+        return None
+    best = None
+    for m in mounts:
+        if real == m or real.startswith(m.rstrip("/") + "/"):
+            if best is None or len(m) > len(best):
+                best = m
+    return best

@@ -24,7 +24,8 @@ def priority_of(drift: Drift) -> Priority:
     Rules (disinto, seed 000; design.md):
 
     * ``resource_pressure``: ``details["resource"]`` memory or swap -> P0;
-      disk with ``details["level"] == "critical"`` -> P1, any other disk level -> P3.
+      disk with ``details["level"] == "critical"`` -> P1, ``"trend"`` (P1 within
+      24 h at the current growth) -> P2, any other disk level -> P3.
     * Untracked containers (``drift.tracked`` False) -> P3: dockwarden only
       recommends for them.
     * ``missing``, ``stopped``, ``crash_loop``, ``failed_deployment``,
@@ -45,6 +46,8 @@ def priority_of(drift: Drift) -> Priority:
         resource = drift.details.get("resource")
         if resource in ("memory", "swap"):
             return Priority.P0
+        if drift.details.get("level") == "trend":
+            return Priority.P2  # the disk reaches P1 within 24 h (issue 3): warn before, not after
         return Priority.P1 if drift.details.get("level") == "critical" else Priority.P3
     if not drift.tracked:
         return Priority.P3

@@ -136,7 +136,12 @@ def _host_drifts(host: HostStats, policy: Policy) -> list[Drift]:
                 "mem_low_threshold_bytes": t.memory_low_available_bytes,
             },
         ))
+    seen_fs: set[str] = set()
     for d in host.disks:
+        fs = d.mountpoint or d.path
+        if fs in seen_fs:
+            continue  # one finding per filesystem, not one per path on it
+        seen_fs.add(fs)
         if d.percent > t.disk_critical_percent:
             level, limit = "critical", t.disk_critical_percent
         elif d.percent > t.disk_warn_percent:
@@ -148,7 +153,7 @@ def _host_drifts(host: HostStats, policy: Policy) -> list[Drift]:
             reason=f"disk {d.path} {d.percent:.1f}% full (> {limit:g}%, {level})",
             details={
                 "resource": "disk", "level": level, "path": d.path, "percent": d.percent,
-                "used_bytes": d.used_bytes, "free_bytes": d.free_bytes,
+                "mountpoint": d.mountpoint, "used_bytes": d.used_bytes, "free_bytes": d.free_bytes,
                 "total_bytes": d.total_bytes, "threshold_percent": limit,
             },
         ))
@@ -344,3 +349,20 @@ def detect_drift(desired: DesiredState, world: WorldState, intents: Mapping[str,
         if d is not None:
             drifts.append(d)
     return drifts
+
+
+def merge_disk_drifts(drifts: list[Drift]) -> list[Drift]:
+    """One disk-pressure finding per filesystem.
+
+    The storage worker's ``host:storage:<root>`` drift (the same P1 condition,
+    with the breakdown of what fills the disk) supersedes the plain
+    ``host:disk:<path>`` drift of the same filesystem (its ``details["path"]`` is
+    the mount point), so one full disk is one finding and one incident.
+    """
+    richer = {d.details.get("path") for d in drifts
+              if d.subject.startswith(f"{HOST}:storage:") and d.kind is DriftKind.RESOURCE_PRESSURE}
+    if not richer:
+        return drifts
+    return [d for d in drifts
+            if not (d.subject.startswith(f"{HOST}:disk:") and d.details.get("level") == "critical"
+                    and (d.details.get("mountpoint") or d.details.get("path")) in richer)]
