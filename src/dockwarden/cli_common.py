@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from dockwarden.config import Settings
 from dockwarden.model import Mode, parse_time, utcnow
@@ -45,19 +46,21 @@ def fail(msg: str, code: int = 2) -> None:
 
 
 def echo_event(ev_dict: dict[str, Any]) -> None:
-    """Print one event as a readable console line."""
+    """Print one event as a readable console line. Event text is never read as
+    Rich markup (a reason may hold brackets: ``[[notify.channel]]``, ``[P2]``)."""
     ts = (ev_dict.get("ts") or "")[11:23]
-    t = ev_dict.get("type", "")
-    style = EVENT_STYLES.get(t, "")
-    who = ev_dict.get("service") or ""
-    extra = []
-    if ev_dict.get("priority"):
-        extra.append(ev_dict["priority"])
-    if ev_dict.get("action"):
-        extra.append(ev_dict["action"])
-    tag = f" [{' '.join(extra)}]" if extra else ""
-    out.print(f"[dim]{ts}[/] [{style}]{t:<22}[/] [bold]{who}[/]{tag} {ev_dict.get('reason', '')}",
-              highlight=False, soft_wrap=True)
+    t = ev_dict.get("type", "") or ""
+    extra = [x for x in (ev_dict.get("priority"), ev_dict.get("action")) if x]
+    line = Text()
+    line.append(ts, style="dim")
+    line.append(" ")
+    line.append(f"{t:<22}", style=EVENT_STYLES.get(t) or "")
+    line.append(" ")
+    line.append(ev_dict.get("service") or "", style="bold")
+    if extra:
+        line.append(f" [{' '.join(extra)}]")
+    line.append(f" {ev_dict.get('reason', '') or ''}")
+    out.print(line, highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- run / once

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import AbstractSet as Set, Any, Sequence
 
 from dockwarden.config import Policy
 from dockwarden.model import Drift, DriftKind, Finding, Priority, parse_time, rfc3339
@@ -176,7 +176,7 @@ class IncidentBook:
     # ------------------------------------------------------------------ the pass
 
     def update(self, findings: Sequence[Finding], *, now: datetime, policy: Policy,
-               full_pass: bool = True) -> list[Transition]:
+               full_pass: bool = True, hold: Set[tuple[str, str]] = frozenset()) -> list[Transition]:
         """Open, resolve and remind, given one pass's findings.
 
         Args:
@@ -186,6 +186,9 @@ class IncidentBook:
             full_pass: True for a full observation (resync, ``once``); persistence
                 streaks of P3/P4 drifts count only full passes, so a burst of
                 event-driven passes does not open a P3 incident within a second.
+            hold: (subject, kind) keys whose drift is gone but not yet settled (the
+                service is back but its healthcheck has not passed yet): their
+                incidents stay open.
         Returns:
             The transitions, opened first, then reminders, then resolved.
         """
@@ -234,6 +237,8 @@ class IncidentBook:
                     self._db.execute("DELETE FROM drift_streaks WHERE node = ? AND subject = ? AND kind = ?",
                                      (self.node, key[0], key[1]))
                 for key, inc in active.items():
+                    if key in hold:
+                        continue
                     if key in current:
                         if (inc.state == "open" and _priority_value(inc.priority) <= 1
                                 and inc.last_notified_at is not None

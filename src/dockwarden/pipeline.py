@@ -210,9 +210,10 @@ class Reconciler:
             self._record_specs(desired, world, now)
             self._judge_pending(desired, world, now)
         ev = self.evaluate(world, now=now, extra_drifts=extra_drifts)
+        held: set[tuple[str, str]] = set()
         if world.engine_ok:
             self._update_stability(ev, now)
-            self._record_drift_transitions(ev, now)
+            held = self._record_drift_transitions(ev, now)
         result = PassResult(evaluation=ev)
         requeue: list[float] = []
         to_run: list[Decision] = []
@@ -241,7 +242,8 @@ class Reconciler:
             if outcome is not None and not outcome.ok and not outcome.permanent:
                 requeue.append(max(self.policy.backoff.initial_delay_s, 0.5))
         if world.engine_ok and self.incidents is not None:
-            for t in self.incidents.update(ev.findings, now=now, policy=self.policy, full_pass=full_pass):
+            for t in self.incidents.update(ev.findings, now=now, policy=self.policy, full_pass=full_pass,
+                                           hold=held):
                 self._record_incident(t, ev, now)
         # An unjudged action wants another look even if no event arrives.
         if any(h.pending for h in ev.histories.values()):
@@ -299,7 +301,9 @@ class Reconciler:
                                reason=f"{name} ran stable; circuit closed and backoff reset")
                 ev.histories[name] = dataclasses.replace(hist, guard=g2)
 
-    def _record_drift_transitions(self, ev: Evaluation, now: datetime) -> None:
+    def _record_drift_transitions(self, ev: Evaluation, now: datetime) -> set[tuple[str, str]]:
+        """Record drift_detected/drift_resolved/recovered; returns the drifts held
+        open because their service is up but not yet healthy."""
         open_before = self.store.open_drifts()
         current: dict[tuple[str, str], Finding] = {f.drift.key: f for f in ev.findings}
         for key, f in current.items():
@@ -310,11 +314,13 @@ class Reconciler:
                            drift=d.kind.value, priority=str(f.priority), reason=d.reason,
                            details={**d.details, "tracked": d.tracked})
         recovered_subjects: dict[str, list[dict[str, Any]]] = {}
+        held: set[tuple[str, str]] = set()
         world_by_name = ev.world.by_name()
         for key, row in open_before.items():
             if key in current:
                 continue
             if key[1] in DOWN_KINDS and self._health_starting(key[0], ev, world_by_name):
+                held.add(key)
                 continue  # back up, but not yet proven healthy: resolve on the health_status event
             self.store.resolve_drift(*key)
             since = row.get("since")
@@ -339,6 +345,7 @@ class Reconciler:
                        reason=f"{subject} is running again" + (f" after {downtime:.1f} s" if downtime is not None else ""),
                        details={"downtime_s": round(downtime, 3) if downtime is not None else None,
                                 "health": c.health})
+        return held
 
     @staticmethod
     def _health_starting(subject: str, ev: Evaluation, world_by_name: dict[str, ContainerState]) -> bool:

@@ -105,3 +105,9 @@ def test_configurable_p3_threshold(book):
     pol = Policy(incidents=Incidents(open_after_passes_p3=1))
     t = book.update([f("web", DriftKind.RESOURCE_SPIKE, Priority.P3)], now=T0, policy=pol)
     assert [x.kind for x in t] == ["opened"]
+
+
+def test_held_drift_keeps_its_incident_open(book):
+    book.update([f("web")], now=T0, policy=POLICY)
+    assert book.update([], now=T0 + timedelta(seconds=1), policy=POLICY, hold={("web", "stopped")}) == []
+    assert [x.kind for x in book.update([], now=T0 + timedelta(seconds=5), policy=POLICY)] == ["resolved"]
