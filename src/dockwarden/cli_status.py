@@ -203,17 +203,22 @@ def once(
     raise typer.Exit(ev.exit_code)
 
 
-def status(
-    inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """The host's summary state, resources and every tracked service (read-only)."""
+def _look(inventory, state_dir, policy, node) -> dict[str, Any]:
+    """Observe and evaluate read-only; exit 3 on bad configuration or store."""
     s = settings_from(inventory, state_dir, policy, node)
     try:
         ev, store = _evaluate(s, mode=None, act=False)
     except (ConfigError, StoreError) as e:
         fail(str(e), 3)
-    data = _evaluation_json(ev, s, store)
+    return _evaluation_json(ev, s, store)
+
+
+def status(
+    inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The host's summary state, resources and every tracked service (read-only)."""
+    data = _look(inventory, state_dir, policy, node)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -225,12 +230,7 @@ def drift(
     as_json: JsonOpt = False,
 ) -> None:
     """Current drift with priorities and recommendations (read-only)."""
-    s = settings_from(inventory, state_dir, policy, node)
-    try:
-        ev, store = _evaluate(s, mode=None, act=False)
-    except (ConfigError, StoreError) as e:
-        fail(str(e), 3)
-    data = _evaluation_json(ev, s, store)
+    data = _look(inventory, state_dir, policy, node)
     if as_json:
         print(json.dumps({k: data[k] for k in ("node", "summary", "observed_at", "findings", "recommendations")},
                          indent=2, default=str))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import AbstractSet as Set, Any, Sequence
 
 from dockwarden.config import Policy
 from dockwarden.model import Drift, DriftKind, Finding, Priority, parse_time, rfc3339
-from dockwarden.store import apply_migrations, connect_db
+from dockwarden.store import FeatureDB
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -102,24 +101,20 @@ def _priority_value(p: str) -> int:
     return int(p[1]) if len(p) == 2 and p[0] == "P" and p[1] in "01234" else 4
 
 
-class IncidentBook:
-    """The incidents of one node in ``dockwarden.db``.
+class IncidentBook(FeatureDB):
+    """The incidents of one node in ``dockwarden.db`` (component ``incidents``).
 
     Args:
         db_path: the shared database file.
         node: this node's name (incidents are keyed by node).
     """
 
-    def __init__(self, db_path: str | Path, node: str):
-        self.node = node
-        self._db = connect_db(db_path)
-        self._lock = threading.RLock()
-        with self._lock:
-            apply_migrations(self._db, "incidents", _MIGRATIONS)
+    COMPONENT = "incidents"
+    MIGRATIONS = _MIGRATIONS
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    def __init__(self, db_path: str | Path, node: str):
+        super().__init__(db_path)
+        self.node = node
 
     # ------------------------------------------------------------------ reading
 

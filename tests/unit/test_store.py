@@ -93,3 +93,25 @@ def test_component_migrations_are_tracked_separately(tmp_path):
     with pytest.raises(Exception):
         apply_migrations(db, "other", {1: ("CREATE TABLE ok (a)",), 2: ("NOT SQL",)})
     assert db.execute("SELECT version FROM schema_migrations WHERE component='other'").fetchone()[0] == 1
+
+
+def _open_all(path):
+    from dockwarden.incidents import IncidentBook
+    from dockwarden.sinks.notify import Outbox
+
+    Store(path).close()
+    IncidentBook(path, "n").close()
+    Outbox(path).close()
+    return True
+
+
+def test_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(6) as pool:
+        assert pool.map(_open_all, [str(tmp_path / "fresh.db")] * 12) == [True] * 12
+    s = Store(tmp_path / "fresh.db")
+    assert s._q("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    rows = s._q("SELECT component, version FROM schema_migrations ORDER BY component")
+    assert [(r[0], r[1]) for r in rows] == [("incidents", 1), ("notify", 1)]

@@ -21,23 +21,20 @@ strings with milliseconds (``model.rfc3339``), so they compare as text.
 
 from __future__ import annotations
 
-import fcntl
 import sqlite3
-import threading
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from dockwarden.model import rfc3339
 from dockwarden.pool.errors import PoolNotFound, PoolRefused
 from dockwarden.pool.schema import NOT_BUSY, ROW_SELECT, MIGRATIONS, Dispatch, PoolContainer
-from dockwarden.store import apply_migrations, connect_db
+from dockwarden.store import FeatureDB
 
 
-class PoolDB:
+class PoolDB(FeatureDB):
     """The pool tables over one connection, guarded by a lock (safe to share
-    between threads; each process opens its own).
+    between threads; each process opens its own). Connection, lock, ``tx()``
+    and migrations come from :class:`~dockwarden.store.FeatureDB`.
 
     Args:
         path: ``<state-dir>/dockwarden.db`` (created with its directory).
@@ -45,37 +42,9 @@ class PoolDB:
         sqlite3.Error, store.StoreError: the file cannot be opened or migrated.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = connect_db(self.path)
-        self._lock = threading.RLock()
-        # store.apply_migrations reads the version before its transaction; a file
-        # lock keeps two processes opening a fresh database from both migrating.
-        with open(self.path.parent / ".pool-migrate.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            apply_migrations(self._db, "pool", MIGRATIONS)
+    COMPONENT = "pool"
+    MIGRATIONS = MIGRATIONS
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error. The write
-        lock is taken at BEGIN, so a read-then-write inside cannot race."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _q(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
 
     # ------------------------------------------------------------------ reading
 

@@ -20,7 +20,6 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import apprise
@@ -28,7 +27,7 @@ import apprise
 from dockwarden.config import Policy
 from dockwarden.config_notify import Channel, expand_env
 from dockwarden.model import Event, EventType, rfc3339, utcnow
-from dockwarden.store import apply_migrations, connect_db
+from dockwarden.store import FeatureDB
 from dockwarden.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
@@ -149,14 +148,11 @@ def deliver(channel: Channel, title: str, body: str, *, timeout_s: float, env: d
     return bool(ok), None if ok else f"channel {channel.name}: delivery to {redacted(channel.url)} failed"
 
 
-class Outbox:
+class Outbox(FeatureDB):
     """The delivery queue (table ``outbox`` in ``dockwarden.db``, component ``notify``)."""
 
-    def __init__(self, db_path: str | Path):
-        self._db = connect_db(db_path)
-        self._lock = threading.RLock()
-        with self._lock:
-            apply_migrations(self._db, "notify", _MIGRATIONS)
+    COMPONENT = "notify"
+    MIGRATIONS = _MIGRATIONS
 
     def enqueue(self, channel: str, event: Event, title: str, body: str, now: datetime) -> int:
         with self._lock:

@@ -16,16 +16,13 @@ Timestamps are RFC 3339 UTC strings; all SQL uses parameters.
 
 from __future__ import annotations
 
-import fcntl
-import threading
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from dockwarden.config import Policy
 from dockwarden.model import HostStats, parse_time, rfc3339
 from dockwarden.reconcile.trends import Sample, samples_to_delete
 from dockwarden.reconcile.usage import StorageReport
-from dockwarden.store import apply_migrations, connect_db
+from dockwarden.store import FeatureDB
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -59,8 +56,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 
-class SampleStore:
-    """Storage samples in ``dockwarden.db``. Thread-safe (one lock, one connection).
+class SampleStore(FeatureDB):
+    """Storage samples in ``dockwarden.db``. Thread-safe (one lock, one
+    connection, from :class:`~dockwarden.store.FeatureDB`).
 
     Args:
         path: ``<state-dir>/dockwarden.db`` (created with its directory).
@@ -68,20 +66,8 @@ class SampleStore:
         sqlite3.Error, store.StoreError: the file cannot be opened or migrated.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = connect_db(self.path)
-        self._lock = threading.RLock()
-        # apply_migrations reads the version before its transaction: a file lock
-        # keeps two processes opening a fresh database from both migrating.
-        with open(self.path.parent / ".storage-migrate.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            apply_migrations(self._db, "storage", MIGRATIONS)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    COMPONENT = "storage"
+    MIGRATIONS = MIGRATIONS
 
     def add(self, report: StorageReport, host: HostStats | None) -> Sample | None:
         """Record one sample of the report's filesystem (and its images' tags).
