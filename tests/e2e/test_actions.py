@@ -125,3 +125,37 @@ def test_start_failing_on_configuration_is_blocked_without_a_retry_loop(tmp_path
 
     svc = {s["service"]: s for s in json.loads(st.stdout)["services"]}["typo"]
     assert svc["guard"]["circuit"] == "open"
+
+
+def test_events_follow_streams_new_events_as_json(tmp_path, containers, daemon_factory):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import _env
+
+    containers.run("tail", ["sleep", "3600"])
+    inv = write_inventory(tmp_path / "inv", [{"name": "tail", "container": containers.name("tail")}])
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "dockwarden", "events", "--follow", "--json", "--since", "1m",
+         "--state-dir", str(d.state_dir)], stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        first = json.loads(follower.stdout.readline())
+        assert first["type"] == "daemon_started"  # --since 1m includes the start
+        os.kill(containers.state("tail")["Pid"], signal.SIGKILL)
+        seen = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ev = json.loads(follower.stdout.readline())
+            seen.append(ev["type"])
+            if ev["type"] == "recovered" and ev["service"] == "tail":
+                break
+        assert "recovered" in seen and "action_started" in seen, seen
+        assert {"ts", "type", "node", "service", "container", "drift", "priority", "action", "reason",
+                "details"} <= set(ev)
+    finally:
+        follower.kill()
+        follower.wait()
+    r = d.cli("events", "--since", "yesterday-ish")
+    assert r.returncode == 2 and "--since" in r.stderr
