@@ -29,6 +29,10 @@ class Incidents(_Section):
     """An incident open longer than this is itself the ``unresolved_incident`` drift (seed 001; 1 h)."""
     reminder_interval_s: float = Field(4 * 3600.0, gt=0)
     """Open P0-P1 incidents are notified again this often (4 h)."""
+    flap_window_s: float = Field(900.0, ge=0)
+    """Flap damping: a drift returning within this long after its incident resolved
+    reopens it without a new message, and a reopened incident resolves only after
+    this long without its drift (15 min; 0 turns damping off)."""
 
 
 class Channel(_Section):

@@ -1,7 +1,10 @@
 """Incidents: one open problem per (node, subject, drift kind), never one per pass.
 
 Lifecycle ``open`` -> ``acknowledged`` -> ``resolved`` (runtime supervisor,
-seed 001). A drift opens an incident when it persists: P0-P2 at once, P3 after
+seed 001). Flap damping: a drift that comes back within ``flap_window_s`` of its
+incident resolving reopens that incident quietly (``reopened``, no new message),
+and a reopened incident resolves only after ``flap_window_s`` without its drift,
+so a crash-looping service is one incident, not two messages per crash. A drift opens an incident when it persists: P0-P2 at once, P3 after
 ``[incidents] open_after_passes_p3`` consecutive full passes (default 2), P4
 only when ``open_after_passes_p4`` is set. The incident resolves when its drift
 is gone. An incident open longer than ``unresolved_after_s`` (default 1 h) is
@@ -53,6 +56,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (node, subject, kind)
         )""",
     ),
+    2: (
+        # Flap damping: how often an incident reopened, and when its drift was last seen.
+        "ALTER TABLE incidents ADD COLUMN flaps INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE incidents ADD COLUMN last_seen_at TEXT",
+    ),
 }
 
 
@@ -73,6 +81,8 @@ class Incident:
     resolved_at: datetime | None = None
     last_notified_at: datetime | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    flaps: int = 0
+    last_seen_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,13 +90,14 @@ class Incident:
             "priority": self.priority, "state": self.state, "container": self.container,
             "reason": self.reason, "opened_at": rfc3339(self.opened_at),
             "acknowledged_at": rfc3339(self.acknowledged_at), "resolved_at": rfc3339(self.resolved_at),
-            "details": self.details,
+            "flaps": self.flaps, "details": self.details,
         }
 
 
 @dataclass(frozen=True)
 class Transition:
-    """What happened to an incident in one update: ``opened``, ``resolved`` or ``reminder``."""
+    """What happened to an incident in one update: ``opened``, ``reopened``
+    (flapping: the drift came back soon after it resolved), ``resolved`` or ``reminder``."""
 
     kind: str
     incident: Incident
@@ -126,6 +137,7 @@ class IncidentBook(FeatureDB):
             opened_at=parse_time(r["opened_at"]),  # type: ignore[arg-type]
             acknowledged_at=parse_time(r["acknowledged_at"]), resolved_at=parse_time(r["resolved_at"]),
             last_notified_at=parse_time(r["last_notified_at"]), details=json.loads(r["details"] or "{}"),
+            flaps=r["flaps"], last_seen_at=parse_time(r["last_seen_at"]),
         )
 
     def active(self) -> dict[tuple[str, str], Incident]:
@@ -220,11 +232,26 @@ class IncidentBook(FeatureDB):
                     if needed == 0 or passes < needed:
                         continue
                     d = f.drift
+                    recent = self._db.execute(
+                        "SELECT id FROM incidents WHERE node = ? AND subject = ? AND kind = ? AND state = 'resolved' "
+                        "AND resolved_at >= ? ORDER BY id DESC LIMIT 1",
+                        (self.node, d.subject, d.kind.value,
+                         rfc3339(now - timedelta(seconds=cfg.flap_window_s))),
+                    ).fetchone()
+                    if recent is not None:  # flapping: the same incident again, quietly
+                        self._db.execute(
+                            "UPDATE incidents SET state = 'open', resolved_at = NULL, acknowledged_at = NULL, "
+                            "flaps = flaps + 1, last_seen_at = ?, reason = ? WHERE id = ?",
+                            (rfc3339(now), d.reason, recent["id"]),
+                        )
+                        opened.append(Transition("reopened", self._row(self._db.execute(
+                            "SELECT * FROM incidents WHERE id = ?", (recent["id"],)).fetchone()), f))
+                        continue
                     cur = self._db.execute(
                         "INSERT INTO incidents (node, subject, kind, priority, state, container, reason, details, "
-                        "opened_at, last_notified_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)",
+                        "opened_at, last_notified_at, last_seen_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)",
                         (self.node, d.subject, d.kind.value, str(f.priority), d.container, d.reason,
-                         json.dumps(d.details, default=str), rfc3339(now), rfc3339(now)),
+                         json.dumps(d.details, default=str), rfc3339(now), rfc3339(now), rfc3339(now)),
                     )
                     opened.append(Transition("opened", self._row(self._db.execute(
                         "SELECT * FROM incidents WHERE id = ?", (cur.lastrowid,)).fetchone()), f))
@@ -235,6 +262,7 @@ class IncidentBook(FeatureDB):
                     if key in hold:
                         continue
                     if key in current:
+                        self._db.execute("UPDATE incidents SET last_seen_at = ? WHERE id = ?", (rfc3339(now), inc.id))
                         if (inc.state == "open" and _priority_value(inc.priority) <= 1
                                 and inc.last_notified_at is not None
                                 and now - inc.last_notified_at >= timedelta(seconds=cfg.reminder_interval_s)):
@@ -242,6 +270,9 @@ class IncidentBook(FeatureDB):
                                              (rfc3339(now), inc.id))
                             reminders.append(Transition("reminder", inc, current[key]))
                         continue
+                    if (inc.flaps > 0 and inc.last_seen_at is not None
+                            and now - inc.last_seen_at < timedelta(seconds=cfg.flap_window_s)):
+                        continue  # a flapping incident resolves only after a quiet window
                     self._db.execute(
                         "UPDATE incidents SET state = 'resolved', resolved_at = ? WHERE id = ?", (rfc3339(now), inc.id)
                     )

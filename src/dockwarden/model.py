@@ -168,6 +168,7 @@ class EventType(enum.StrEnum):
     INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
     INCIDENT_RESOLVED = "incident_resolved"
     INCIDENT_REMINDER = "incident_reminder"
+    INCIDENT_REOPENED = "incident_reopened"  # flapping: the drift came back soon after it resolved
     NOTIFICATION_DELIVERED = "notification_delivered"
     NOTIFICATION_FAILED = "notification_failed"
     NOTIFICATION_DROPPED = "notification_dropped"

@@ -433,6 +433,11 @@ class Reconciler:
         if t.kind == "opened":
             self._emit(EventType.INCIDENT_OPENED, now=now, reason=f"incident #{inc.id}: {inc.reason}",
                        details=details, **common)
+        elif t.kind == "reopened":
+            self._emit(EventType.INCIDENT_REOPENED, now=now,
+                       reason=f"incident #{inc.id} reopened (flap {inc.flaps}): {inc.reason}; it resolves after "
+                              f"{self.policy.incidents.flap_window_s:g} s without the drift",
+                       details={**details, "flaps": inc.flaps}, **common)
         elif t.kind == "reminder":
             age = (now - inc.opened_at).total_seconds()
             self._emit(EventType.INCIDENT_REMINDER, now=now,

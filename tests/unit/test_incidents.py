@@ -52,7 +52,7 @@ def test_resolved_when_drift_gone_and_reopens_as_new(book):
     t = book.update([], now=T0 + timedelta(seconds=12), policy=POLICY)
     assert [x.kind for x in t] == ["resolved"]
     assert t[0].incident.resolved_at == T0 + timedelta(seconds=12)
-    t = book.update([f("web")], now=T0 + timedelta(seconds=20), policy=POLICY)
+    t = book.update([f("web")], now=T0 + timedelta(seconds=12 + 901), policy=POLICY)  # after the flap window
     assert [x.kind for x in t] == ["opened"]
     assert len(book.list(include_resolved=True)) == 2
 
@@ -111,3 +111,25 @@ def test_held_drift_keeps_its_incident_open(book):
     book.update([f("web")], now=T0, policy=POLICY)
     assert book.update([], now=T0 + timedelta(seconds=1), policy=POLICY, hold={("web", "stopped")}) == []
     assert [x.kind for x in book.update([], now=T0 + timedelta(seconds=5), policy=POLICY)] == ["resolved"]
+
+
+def test_flapping_drift_reopens_quietly_and_resolves_after_a_quiet_window(book):
+    book.update([f("web")], now=T0, policy=POLICY)
+    assert [x.kind for x in book.update([], now=T0 + timedelta(seconds=1), policy=POLICY)] == ["resolved"]
+    t = book.update([f("web")], now=T0 + timedelta(seconds=40), policy=POLICY)
+    assert [x.kind for x in t] == ["reopened"] and t[0].incident.flaps == 1
+    assert len(book.list(include_resolved=True)) == 1  # the same incident
+    # gone again, but within the flap window: stays open
+    assert book.update([], now=T0 + timedelta(seconds=41), policy=POLICY) == []
+    assert book.update([f("web")], now=T0 + timedelta(seconds=80), policy=POLICY) == []
+    assert book.update([], now=T0 + timedelta(seconds=81), policy=POLICY) == []
+    # quiet for the window: resolved once
+    t = book.update([], now=T0 + timedelta(seconds=80 + 901), policy=POLICY)
+    assert [x.kind for x in t] == ["resolved"]
+
+
+def test_flap_damping_off(book):
+    pol = Policy(incidents=Incidents(flap_window_s=0))
+    book.update([f("web")], now=T0, policy=pol)
+    book.update([], now=T0 + timedelta(seconds=1), policy=pol)
+    assert [x.kind for x in book.update([f("web")], now=T0 + timedelta(seconds=2), policy=pol)] == ["opened"]
