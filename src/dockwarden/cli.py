@@ -117,7 +117,7 @@ def events(
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        return  # Ctrl-C is how --follow ends
 
 
 # --------------------------------------------------------------------------- operator commands

@@ -63,7 +63,7 @@ def _node(s: Settings) -> str:
         try:
             return load_inventory(s.inventory, None).node
         except ConfigError:
-            pass
+            return socket.gethostname()  # a broken inventory is reported by the commands that use it
     return socket.gethostname()
 
 

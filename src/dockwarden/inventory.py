@@ -97,9 +97,9 @@ def _format_errors(path: Path, err: ValidationError, doc: Any) -> str:
         try:
             idx = next(p for p in e["loc"] if isinstance(p, int))
             svc_name = doc["services"][idx].get("name")
-            where += f" (service {svc_name!r})" if svc_name else ""
         except (StopIteration, KeyError, IndexError, TypeError, AttributeError):
-            pass
+            svc_name = None  # the error is not inside one service entry
+        where += f" (service {svc_name!r})" if svc_name else ""
         got = e.get("input")
         got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
         lines.append(f"{path}: {where}: {e['msg']}{got_s}")

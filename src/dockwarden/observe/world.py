@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
@@ -18,6 +19,8 @@ from pathlib import Path
 from dockwarden import model
 from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver
 from dockwarden.observe.host import HostSampler
+
+log = logging.getLogger(__name__)
 
 
 def observe_world(observer: ContainerObserver, sampler: HostSampler, *, node: str, now: datetime,
@@ -79,8 +82,8 @@ def write_world(world: model.WorldState, path: Path) -> None:
     except BaseException:
         try:
             os.unlink(tmp)
-        except OSError:
-            pass
+        except OSError as e:  # the temp file may never have been created
+            log.debug("world.json: cannot remove %s: %s", tmp, e)
         raise
 
 

@@ -89,8 +89,8 @@ class Pool:
         if self._engine is not None:
             try:
                 self._engine.close()
-            except Exception:  # closing a dead connection may fail; it is dropped anyway
-                pass
+            except Exception as e:  # closing a dead connection may fail; it is dropped anyway
+                log.debug("pool: closing the old engine connection: %s", e)
         self._engine = None
 
     def close(self) -> None:

@@ -77,8 +77,8 @@ def _newest_mtime(path: str) -> float:
                     newest = max(newest, e.stat(follow_symlinks=False).st_mtime)
                 except OSError:
                     continue
-    except OSError:
-        pass
+    except OSError as e:  # the directory went away or is unreadable: judge by what was seen
+        log.debug("housekeeping: cannot scan %s: %s", path, e)
     return newest
 
 
