@@ -19,10 +19,11 @@ from dockwarden.model import Mode, parse_time, utcnow
 out = Console()
 err = Console(stderr=True)
 
-InventoryOpt = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory dir or services.yaml [env DOCKWARDEN_INVENTORY].")]
-StateDirOpt = Annotated[Optional[Path], typer.Option("--state-dir", "-s", help="State dir [env DOCKWARDEN_STATE_DIR; /var/lib/dockwarden as root, else ~/.local/state/dockwarden].")]
-PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy TOML [env DOCKWARDEN_POLICY; built-in defaults].")]
-NodeOpt = Annotated[Optional[str], typer.Option("--node", help="Which hosts/<node> of the inventory [env DOCKWARDEN_NODE].")]
+# Option help is Rich markup: a literal "[" is written "\\[".
+InventoryOpt = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory dir or services.yaml \\[env DOCKWARDEN_INVENTORY].")]
+StateDirOpt = Annotated[Optional[Path], typer.Option("--state-dir", "-s", help="State dir \\[env DOCKWARDEN_STATE_DIR; /var/lib/dockwarden as root, else ~/.local/state/dockwarden].")]
+PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy TOML \\[env DOCKWARDEN_POLICY; built-in defaults].")]
+NodeOpt = Annotated[Optional[str], typer.Option("--node", help="Which hosts/<node> of the inventory \\[env DOCKWARDEN_NODE].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 ModeOpt = Annotated[Optional[Mode], typer.Option("--mode", "-m", help="observe | recommend | auto (default: the policy's, auto).")]
 EVENT_STYLES = {

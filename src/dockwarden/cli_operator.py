@@ -7,6 +7,7 @@ action is recorded first, so its Docker events are known as dockwarden's own);
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -19,12 +20,32 @@ from dockwarden.sinks.events import EventLog
 from dockwarden.store import Store, StoreError
 
 
-def _operator_context(s: Settings, name: str):
+@dataclass
+class _Context:
+    """What an operator command works with: policy, desired state (labels merged),
+    the service, the store and event log, the engine and its containers."""
+
+    pol: Any
+    merged: Any
+    spec: Any
+    store: Store
+    log_: EventLog
+    client: Any
+    containers: list
+
+
+def _operator_context(s: Settings, name: str) -> _Context:
+    """Load everything for one service; exits 2 on bad configuration or an
+    unknown service, 3 when the engine is unreachable."""
     from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
     from dockwarden.inventory import merge_labelled
 
-    pol = load_policy(s.policy_path)
-    desired = load_inventory(s.inventory, s.node)
+    try:
+        pol = load_policy(s.policy_path)
+        desired = load_inventory(s.inventory, s.node)
+        store = Store(s.state_dir / "dockwarden.db")
+    except (ConfigError, StoreError) as e:
+        fail(str(e), 2)
     try:
         client = connect(s.docker_host)
         containers = ContainerObserver(client, stats="none").observe(with_stats=False)
@@ -34,9 +55,7 @@ def _operator_context(s: Settings, name: str):
     spec = merged.services.get(name)
     if spec is None:
         fail(f"unknown service {name!r}; tracked services: {', '.join(sorted(merged.services)) or '(none)'}", 2)
-    store = Store(s.state_dir / "dockwarden.db")
-    log_ = EventLog(s.state_dir / "events.jsonl", store)
-    return pol, merged, spec, store, log_, client, containers
+    return _Context(pol, merged, spec, store, EventLog(s.state_dir / "events.jsonl", store), client, containers)
 
 
 def _emit(log_: EventLog, node: str, type_: EventType, service: str, reason: str, **kw: Any) -> None:
@@ -45,10 +64,13 @@ def _emit(log_: EventLog, node: str, type_: EventType, service: str, reason: str
     log_.send(Event(type=type_, ts=utcnow(), node=node, service=service, reason=reason, **kw))
 
 
-def _act(store: Store, log_: EventLog, client, pol, node: str, spec, action, *, containers) -> bool:
+def _act(ctx: _Context, action) -> bool:
     """Run one operator-requested action through execute, recorded as dockwarden's own."""
     from dockwarden.execute import Executor, compose_target_from_labels
     from dockwarden.model import ActionKind
+
+    store, log_, client, pol, spec, containers = ctx.store, ctx.log_, ctx.client, ctx.pol, ctx.spec, ctx.containers
+    node = ctx.merged.node
 
     container = spec.container_name
     specs = store.specs()
@@ -92,18 +114,15 @@ def stop(
     from dockwarden.model import ActionKind, Intent, IntentSource
 
     s = settings_from(inventory, state_dir, policy, node)
-    try:
-        pol, merged, spec, store, log_, client, containers = _operator_context(s, service)
-    except (ConfigError, StoreError) as e:
-        fail(str(e), 2)
-    store.set_intent(spec.name, Intent.STOPPED, IntentSource.CLI, utcnow(), "dockwarden stop")
-    _emit(log_, merged.node, EventType.INTENT_CHANGED, spec.name, f"{spec.name}: operator stopped it (dockwarden stop)",
-          details={"intent": "stopped", "source": "cli"})
+    ctx = _operator_context(s, service)
+    ctx.store.set_intent(ctx.spec.name, Intent.STOPPED, IntentSource.CLI, utcnow(), "dockwarden stop")
+    _emit(ctx.log_, ctx.merged.node, EventType.INTENT_CHANGED, ctx.spec.name,
+          f"{ctx.spec.name}: operator stopped it (dockwarden stop)", details={"intent": "stopped", "source": "cli"})
     ok = True
-    if any(c.name == spec.container_name and c.running for c in containers):
-        ok = _act(store, log_, client, pol, merged.node, spec, ActionKind.STOP, containers=containers)
+    if any(c.name == ctx.spec.container_name and c.running for c in ctx.containers):
+        ok = _act(ctx, ActionKind.STOP)
     else:
-        out.print(f"{spec.name}: not running; intent recorded")
+        out.print(f"{ctx.spec.name}: not running; intent recorded")
     raise typer.Exit(0 if ok else 1)
 
 
@@ -116,40 +135,34 @@ def start(
     from dockwarden.reconcile.policy import resume as resume_guard
 
     s = settings_from(inventory, state_dir, policy, node)
-    try:
-        pol, merged, spec, store, log_, client, containers = _operator_context(s, service)
-    except (ConfigError, StoreError) as e:
-        fail(str(e), 2)
-    store.set_intent(spec.name, Intent.RUNNING, IntentSource.CLI, utcnow(), "dockwarden start")
-    store.put_guard(resume_guard(store.guard(spec.name)))
-    _emit(log_, merged.node, EventType.INTENT_CHANGED, spec.name, f"{spec.name}: operator started it (dockwarden start)",
-          details={"intent": "running", "source": "cli"})
-    down_deps = [d for d in spec.depends_on
-                 if not any(c.name == merged.services[d].container_name and c.running for c in containers)]
+    ctx = _operator_context(s, service)
+    ctx.store.set_intent(ctx.spec.name, Intent.RUNNING, IntentSource.CLI, utcnow(), "dockwarden start")
+    ctx.store.put_guard(resume_guard(ctx.store.guard(ctx.spec.name)))
+    _emit(ctx.log_, ctx.merged.node, EventType.INTENT_CHANGED, ctx.spec.name,
+          f"{ctx.spec.name}: operator started it (dockwarden start)", details={"intent": "running", "source": "cli"})
+    down_deps = [d for d in ctx.spec.depends_on
+                 if not any(c.name == ctx.merged.services[d].container_name and c.running for c in ctx.containers)]
     if down_deps:
-        out.print(f"[yellow]{spec.name}: dependencies not running: {', '.join(down_deps)}[/]")
+        out.print(f"[yellow]{ctx.spec.name}: dependencies not running: {', '.join(down_deps)}[/]")
     ok = True
-    if not any(c.name == spec.container_name and c.running for c in containers):
-        ok = _act(store, log_, client, pol, merged.node, spec, ActionKind.START, containers=containers)
+    if not any(c.name == ctx.spec.container_name and c.running for c in ctx.containers):
+        ok = _act(ctx, ActionKind.START)
     else:
-        out.print(f"{spec.name}: already running; intent recorded")
+        out.print(f"{ctx.spec.name}: already running; intent recorded")
     raise typer.Exit(0 if ok else 1)
 
 
 def _guard_command(service: str, s: Settings, *, pause_it: bool) -> None:
     from dockwarden.reconcile.policy import pause as pause_guard, resume as resume_guard
 
-    try:
-        pol, merged, spec, store, log_, client, containers = _operator_context(s, service)
-    except (ConfigError, StoreError) as e:
-        fail(str(e), 2)
-    g = store.guard(spec.name)
+    ctx = _operator_context(s, service)
+    g = ctx.store.guard(ctx.spec.name)
     g2 = pause_guard(g) if pause_it else resume_guard(g)
-    store.put_guard(g2)
+    ctx.store.put_guard(g2)
     what = "paused: no actions until `dockwarden resume`" if pause_it else "resumed: circuit closed, backoff and budget reset"
-    _emit(log_, merged.node, EventType.GUARD_CHANGED, spec.name, f"{spec.name}: {what}",
+    _emit(ctx.log_, ctx.merged.node, EventType.GUARD_CHANGED, ctx.spec.name, f"{ctx.spec.name}: {what}",
           details={"paused": g2.paused, "circuit": g2.circuit.value})
-    out.print(f"{spec.name}: {what}")
+    out.print(f"{ctx.spec.name}: {what}")
 
 
 def pause(

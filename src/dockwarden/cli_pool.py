@@ -24,23 +24,17 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
+from dockwarden.cli_common import JsonOpt, NodeOpt, StateDirOpt, err, out
 from dockwarden.config import ConfigError, Settings, format_validation_error, load_policy
 from dockwarden.config_pool import PoolSettings
 from dockwarden.model import to_jsonable
 from dockwarden.store import Store, StoreError
 
 app = typer.Typer(no_args_is_help=True, help="The container pool: worker containers, tasks dispatched to them.")
-out = Console()
-err = Console(stderr=True)
-
-StateDirOpt = Annotated[Optional[Path], typer.Option("--state-dir", "-s", help="State dir \\[env DOCKWARDEN_STATE_DIR].")]
 InventoryOpt = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory \\[env DOCKWARDEN_INVENTORY]; gives the node name.")]
 PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy TOML with a \\[pool] table \\[env DOCKWARDEN_POLICY].")]
-NodeOpt = Annotated[Optional[str], typer.Option("--node", help="This host's node name \\[env DOCKWARDEN_NODE].")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 Repeat = Optional[list[str]]
 
 

@@ -233,3 +233,17 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30, interval: float = 0.1
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture
+def private_engine(docker_client):
+    """A second dockerd in its own network namespace, holding the test image,
+    removed afterwards (tests/support/engine.py); for tests that stop engines."""
+    from tests.support.engine import PrivateEngine
+
+    eng = PrivateEngine(f"dwt-{RUN_ID}-{uuid.uuid4().hex[:4]}")
+    try:
+        eng.setup(IMAGE)
+        yield eng
+    finally:
+        eng.teardown()

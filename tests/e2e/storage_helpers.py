@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import docker
 
-from conftest import IMAGE, wait_for
+from conftest import IMAGE
+from tests.support.engine import PrivateEngine
 
 MB = 1000 * 1000  # docker's units are decimal
 MiB = 1024 * 1024
@@ -39,6 +39,9 @@ def run(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
 class LoopEngine:
     """A dockerd on its own loop-mounted filesystem, in its own network namespace.
 
+    The loop filesystem is this class's; the dockerd itself is a
+    :class:`tests.support.engine.PrivateEngine` with its data root on it.
+
     Args:
         name: unique name (netns, /run/NAME, /mnt/NAME, /var/tmp/NAME.img).
         fs: "ext4" (engine driver overlay2) or "btrfs" (driver btrfs).
@@ -51,17 +54,14 @@ class LoopEngine:
         self.img = Path(f"/var/tmp/{name}.img")
         self.mnt = Path(f"/mnt/{name}")
         self.data_root = self.mnt / "docker"
-        self.run_dir = Path(f"/run/{name}")
-        self.sock = self.run_dir / "docker.sock"
-        self.host = f"unix://{self.sock}"
-        self.log = Path(f"/tmp/{name}.dockerd.log")
-        self.proc: subprocess.Popen | None = None
+        self.engine = PrivateEngine(name, data_root=self.data_root,
+                                    extra_args=("--storage-driver", "btrfs" if fs == "btrfs" else "overlay2"))
+        self.host = self.engine.host
         self._netns = self._mounted = False
 
     def start(self) -> "LoopEngine":
-        run("ip", "netns", "add", self.name)
+        self.engine.add_netns()
         self._netns = True
-        run("ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up")
         run("truncate", "-s", self.size, str(self.img))
         if self.fs == "btrfs":
             run("mkfs.btrfs", "-q", "-f", str(self.img))
@@ -72,28 +72,9 @@ class LoopEngine:
         self._mounted = True
         if self.fs == "btrfs" and self.quota:
             run("btrfs", "quota", "enable", str(self.mnt))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        driver = "btrfs" if self.fs == "btrfs" else "overlay2"
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{self.name}", "dockerd", "-H", self.host,
-                 "--data-root", str(self.data_root), "--exec-root", str(self.run_dir / "exec"),
-                 "--pidfile", str(self.run_dir / "docker.pid"), "--storage-driver", driver,
-                 "--bridge", "none", "--iptables=false"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self._pings, 60, 0.3, what=f"{self.name} dockerd (log {self.log})")
-        save = subprocess.Popen(["docker", "save", IMAGE], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", self.host, "load"], stdin=save.stdout, check=True, capture_output=True)
-        save.wait()
+        self.engine.start()
+        self.engine.load_image(IMAGE)
         return self
-
-    def _pings(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} dockerd exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-        try:
-            return bool(docker.DockerClient(base_url=self.host, timeout=5).ping())
-        except Exception:  # noqa: BLE001 - not up yet
-            return False
 
     def client(self) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.host, timeout=120)
@@ -103,14 +84,7 @@ class LoopEngine:
 
     def close(self) -> None:
         """Stop dockerd, unmount, detach the loop device, delete the file and netns. Never raises."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self.engine.stop()
         if self._mounted:
             for _ in range(20):
                 if run("umount", str(self.mnt), check=False).returncode == 0:
@@ -122,18 +96,13 @@ class LoopEngine:
             dev = line.split(":", 1)[0]
             if dev:
                 run("losetup", "-d", dev, check=False)
-        for p in (self.img,):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.img.unlink(missing_ok=True)
         try:
             self.mnt.rmdir()
-        except OSError:
-            pass
+        except OSError as e:  # still busy: a later run's name differs, so it does no harm
+            print(f"storage_helpers: cannot remove {self.mnt}: {e}")
         if self._netns:
-            run("ip", "netns", "delete", self.name, check=False)
+            self.engine.teardown()
 
 
 def tar_with_file(nbytes: int, name: str = "blob") -> bytes:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import time
 
-import docker
 import pytest
 
 from conftest import FAST_POLICY, IMAGE, RUN_ID, TEST_LABEL, wait_for, write_inventory, write_policy

@@ -7,28 +7,11 @@ tests use is never disturbed.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
 import time
-from pathlib import Path
 
 import docker
-import pytest
 
-from conftest import FAST_POLICY, IMAGE, RUN_ID, wait_for, write_inventory, write_policy
-from tests.support.engine import PrivateEngine
-
-
-@pytest.fixture
-def private_engine(docker_client):
-    eng = PrivateEngine(f"dwt-{RUN_ID}-eng")
-    try:
-        eng.setup(IMAGE)
-        yield eng
-    finally:
-        eng.teardown()
+from conftest import FAST_POLICY, IMAGE, RUN_ID, write_inventory, write_policy
 
 
 def test_daemon_survives_engine_restart(tmp_path, private_engine, daemon_factory, monkeypatch):

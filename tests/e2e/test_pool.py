@@ -9,7 +9,6 @@ Commands run as real ``python -m dockwarden pool ...`` processes.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading

@@ -11,26 +11,15 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 from conftest import FAST_POLICY, IMAGE, RUN_ID, wait_for, write_inventory, write_policy
 from dockwarden.model import parse_time
-from tests.support.engine import PrivateEngine
 from tests.support.servers import WebhookServer
 
 
-@pytest.fixture
-def engine(docker_client):
-    eng = PrivateEngine(f"dwt-{RUN_ID}-boot")
-    try:
-        eng.setup(IMAGE)
-        yield eng
-    finally:
-        eng.teardown()
-
-
-def test_engine_restart_recovers_in_dependency_order_and_reports_once(tmp_path, engine, daemon_factory,
+def test_engine_restart_recovers_in_dependency_order_and_reports_once(tmp_path, private_engine, daemon_factory,
                                                                        monkeypatch):
+    engine = private_engine
     client = engine.client()
     health = {"test": ["CMD-SHELL", "test -f /tmp/ready"], "interval": 500_000_000, "timeout": 1_000_000_000,
               "retries": 2, "start_period": 10_000_000_000}

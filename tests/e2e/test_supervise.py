@@ -6,7 +6,6 @@ import os
 import signal
 import time
 
-import pytest
 
 from conftest import FAST_POLICY, wait_for, write_inventory, write_policy
 
@@ -25,7 +24,7 @@ def _of(events, service, type_=None, action=None):
 
 def test_killed_process_is_running_again(tmp_path, containers, daemon_factory):
     """1. a tracked container whose process is killed from the host is running again."""
-    c = containers.run("web", ["sleep", "3600"])
+    containers.run("web", ["sleep", "3600"])
     name = containers.name("web")
     inv = write_inventory(tmp_path / "inv", [_svc("web", container=name)])
     d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start()
@@ -114,7 +113,7 @@ def test_crash_loop_backs_off_then_blocks_and_resume_rearms(tmp_path, containers
 
 def test_exit_127_is_blocked_not_retried(tmp_path, containers, daemon_factory):
     """5. an exit-127 container is not retried in a loop, and the event says why."""
-    c = containers.run("typo", ["sh", "-c", "no-such-command-xyz"])
+    containers.run("typo", ["sh", "-c", "no-such-command-xyz"])
     wait_for(lambda: not containers.state("typo")["Running"], 10, what="exit")
     assert containers.state("typo")["ExitCode"] == 127
     name = containers.name("typo")

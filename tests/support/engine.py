@@ -24,25 +24,34 @@ def _pings(host: str) -> bool:
 class PrivateEngine:
     """``start()``/``stop()`` a dockerd at ``unix:///run/<name>/docker.sock``."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, *, data_root: Path | None = None, extra_args: tuple[str, ...] = ()):
         self.name = name
         self.run_dir = Path(f"/run/{name}")
-        self.data_root = Path(f"/var/lib/{name}")
+        self._own_data_root = data_root is None
+        self.data_root = data_root or Path(f"/var/lib/{name}")
+        self.extra_args = tuple(extra_args)
         self.sock = self.run_dir / "docker.sock"
         self.host = f"unix://{self.sock}"
         self.proc: subprocess.Popen | None = None
         self.log = Path(f"/tmp/{name}.log")
 
-    def setup(self, image: str | None = None) -> "PrivateEngine":
+    def add_netns(self) -> None:
         if os.geteuid() != 0 or not shutil.which("nsenter") or not shutil.which("ip"):
             raise RuntimeError("a private engine needs root, nsenter and ip (make test installs them)")
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         subprocess.run(["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"], check=True)
+
+    def load_image(self, image: str) -> None:
+        """No registry: copy an image over from the machine's engine."""
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "-H", self.host, "load"], stdin=save.stdout, check=True, capture_output=True)
+        save.wait()
+
+    def setup(self, image: str | None = None) -> "PrivateEngine":
+        self.add_netns()
         self.start()
-        if image:  # no registry: copy the image over
-            save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-            subprocess.run(["docker", "-H", self.host, "load"], stdin=save.stdout, check=True, capture_output=True)
-            save.wait()
+        if image:
+            self.load_image(image)
         return self
 
     def start(self) -> None:
@@ -51,7 +60,8 @@ class PrivateEngine:
         self.proc = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{self.name}", "dockerd", "-H", self.host,
              "--data-root", str(self.data_root), "--exec-root", str(self.run_dir / "exec"),
-             "--pidfile", str(self.run_dir / "docker.pid"), "--bridge", "none", "--iptables=false"],
+             "--pidfile", str(self.run_dir / "docker.pid"), "--bridge", "none", "--iptables=false",
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 60
@@ -71,9 +81,11 @@ class PrivateEngine:
         self.proc = None
 
     def teardown(self) -> None:
+        """Stop dockerd, delete the namespace, the run dir and (when it made it) the data root."""
         self.stop()
         subprocess.run(["ip", "netns", "delete", self.name], check=False)
-        shutil.rmtree(self.data_root, ignore_errors=True)
+        if self._own_data_root:
+            shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def client(self) -> docker.DockerClient:

@@ -17,3 +17,16 @@ def test_echo_event_prints_any_type_and_bracketed_text(monkeypatch):
     text = buf.getvalue()
     assert "pool_spawned" in text and "see [[notify.channel]] and [/] and [bold]x" in text
     assert "drift_detected" in text and "web [P2] web exited" in text
+
+
+def test_option_help_keeps_its_env_hints():
+    """Rich reads option help as markup: an unescaped "[env ...]" vanishes."""
+    from typer.testing import CliRunner
+
+    from dockwarden.cli import app
+
+    runner = CliRunner()
+    for cmd in (["status", "--help"], ["incidents", "--help"], ["storage", "--help"], ["pool", "list", "--help"]):
+        r = runner.invoke(app, cmd, env={"COLUMNS": "200"})
+        assert r.exit_code == 0, r.output
+        assert "DOCKWARDEN_STATE_DIR" in r.output, (cmd, r.output)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from dockwarden.config import ConfigError
-from dockwarden.inventory import label_enabled, load_inventory, merge_labelled, parse_services_file
+from dockwarden.inventory import label_enabled, load_inventory, merge_labelled
 from dockwarden.model import ContainerState, Intent, IntentSource, Remediation
 
 
