@@ -26,7 +26,6 @@ import time
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
-import psutil
 
 from dockwarden.config import Settings
 from dockwarden.config_watch import ConfigWatcher
@@ -37,12 +36,12 @@ from dockwarden.lock import acquire_lock
 from dockwarden.model import EngineEvent, Event, EventType, Mode, ServiceSpec, WorldState, utcnow
 from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
 from dockwarden.observe.events import EngineLost, EventStream
-from dockwarden.observe.host import HostSampler, local_engine_started
+from dockwarden.observe.host import HostSampler
 from dockwarden.observe.world import observe_world, replace_containers, write_world
 from dockwarden.operator_intent import OperatorIntent
 from dockwarden.pipeline import PassResult, Reconciler
 from dockwarden.reconcile.spikes import SpikeState, update_spikes
-from dockwarden.recovery import RecoverySession
+from dockwarden.recovery import RecoveryTracker
 from dockwarden.sinks.events import EventLog
 from dockwarden.sinks.notify import Notifier, NotifyWorker, Outbox
 from dockwarden.store import Store
@@ -92,9 +91,6 @@ class Daemon:
         self.workers: list[Worker] = list(workers)
         self.spikes = SpikeState()
         self.spike_drifts: list = []
-        self.recovery: RecoverySession | None = None
-        self._recovery_cause: str | None = None
-        self._first_connect = True
 
     # ------------------------------------------------------------------ control
 
@@ -127,6 +123,7 @@ class Daemon:
         self.store = Store(state_dir / "dockwarden.db")
         self.events = EventLog(state_dir / "events.jsonl", self.store, self.echo)
         self.intent_reader = OperatorIntent(self.store, self._emit)
+        self.recovery = RecoveryTracker(self.store, self._emit, self.settings.docker_host)
         self.config = ConfigWatcher(self.settings)
         policy, desired = self.config.load()
         self.incidents = IncidentBook(state_dir / "dockwarden.db", desired.node)
@@ -228,57 +225,6 @@ class Daemon:
 
     # ------------------------------------------------------------------ engine
 
-    # ------------------------------------------------------------------ recovery
-
-    def _restart_cause(self, first_connect: bool, was_lost: bool) -> str | None:
-        """``host_reboot``, ``engine_restart`` or None (a normal start).
-
-        Host reboot: psutil's boot time differs from the one recorded at the last
-        run. Engine restart: the engine was lost while we watched, or the local
-        ``dockerd`` process started after the last run (found with psutil; not
-        knowable for a remote engine, where only a lost event stream tells).
-        """
-        boot = f"{psutil.boot_time():.0f}"
-        last_boot = self.store.checkpoint("boot_time")
-        self.store.set_checkpoint("boot_time", boot)
-        engine_started = local_engine_started(self.settings.docker_host)
-        last_engine = self.store.checkpoint("engine_started_at")
-        if engine_started is not None:
-            self.store.set_checkpoint("engine_started_at", f"{engine_started:.0f}")
-        if first_connect and last_boot is not None and abs(float(last_boot) - float(boot)) > 2:
-            return "host_reboot"
-        if was_lost:
-            return "engine_restart"
-        if (first_connect and engine_started is not None and last_engine is not None
-                and abs(float(last_engine) - engine_started) > 2):
-            return "engine_restart"
-        return None
-
-    def _track_recovery(self, world: WorldState, now) -> None:
-        if self._recovery_cause is not None:
-            merged, _ = merge_labelled(self.reconciler.desired, world.containers)
-            self.recovery = RecoverySession.begin(self._recovery_cause, now, merged, self.store.intents(), world)
-            self._recovery_cause = None
-            r = self.recovery
-            self._emit(EventType.RECOVERY_STARTED,
-                       f"{r.cause.replace('_', ' ')}: bringing back {len(r.expected)} services "
-                       f"({len(r.left_stopped)} stay stopped on purpose)",
-                       details={"cause": r.cause, "expected": r.expected, "left_stopped": r.left_stopped})
-        r = self.recovery
-        if r is None or r.done:
-            return
-        merged, _ = merge_labelled(self.reconciler.desired, world.containers)
-        r.observe(merged, world, now)
-        if r.finished(now, self.reconciler.policy.recovery.timeout_s):
-            summary = r.summary(now)
-            failed = summary["failed"]
-            reason = (f"after the {r.cause.replace('_', ' ')}: {len(summary['brought_back'])} services back in "
-                      f"{summary['duration_s']:.1f} s, {len(summary['left_stopped'])} left stopped on purpose"
-                      + (f", {len(failed)} failed to come back: {', '.join(failed)}" if failed else ""))
-            summary["todo"] = (f"look at {', '.join(failed)} (dockwarden status, dockwarden events --service NAME)"
-                               if failed else None)
-            self._emit(EventType.RECOVERY_COMPLETED, reason, priority="P2" if failed else "P3", details=summary)
-
     def _connect(self) -> bool:
         was_lost = self.store.checkpoint("engine") == "lost"
         try:
@@ -304,11 +250,7 @@ class Daemon:
                 since = None
         self.stream = EventStream(client, self.queue, since=since)
         self.stream.start()
-        cause = self._restart_cause(self._first_connect, was_lost)
-        self._first_connect = False
-        if cause is not None:
-            self._recovery_cause = cause
-            self.recovery = None
+        self.recovery.on_connect(was_lost=was_lost)
         if was_lost:
             self.store.set_checkpoint("engine", "ok")
             self._emit(EventType.ENGINE_RECONNECTED, f"Docker engine is back (server {info.get('server_version')}); resyncing",
@@ -441,7 +383,7 @@ class Daemon:
         result = self.reconciler.run_pass(world, now=now, extra_drifts=self._worker_drifts() + self.spike_drifts,
                                           full_pass=full_pass)
         if world.engine_ok:
-            self._track_recovery(world, now)
+            self.recovery.after_pass(self.reconciler.desired, world, now, self.reconciler.policy.recovery.timeout_s)
         self.passes += 1
         for w in self.workers: getattr(w, "after_pass", lambda _result: None)(result)  # e.g. the storage journal
         try:

@@ -108,7 +108,7 @@ class Executor:
             action: start, stop, restart, recreate or compose_up.
             service: service name (for the outcome and logs).
             container: container name.
-            spec: creation spec for ``recreate`` (``observe.docker.spec_of`` shape:
+            spec: creation spec for ``recreate`` (``observe.inspect.spec_of`` shape:
                 keyword arguments of ``client.containers.create``).
             compose: target for ``compose_up``.
         Returns:

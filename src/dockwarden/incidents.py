@@ -25,7 +25,7 @@ from typing import AbstractSet as Set, Any, Sequence
 
 from dockwarden.config import Policy
 from dockwarden.model import Drift, DriftKind, Finding, Priority, parse_time, rfc3339
-from dockwarden.store import FeatureDB
+from dockwarden.db import FeatureDB
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (

@@ -308,7 +308,7 @@ class ContainerState:
     cpu_percent: float | None = None  # % of one core (100 = one full core), from two samples
     memory_bytes: int | None = None
     memory_limit_bytes: int | None = None  # None when unlimited
-    spec: dict[str, Any] | None = None  # creation spec for `recreate` (see observe.docker.spec_of)
+    spec: dict[str, Any] | None = None  # creation spec for `recreate` (see observe.inspect.spec_of)
 
     @property
     def running(self) -> bool:

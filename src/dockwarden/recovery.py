@@ -16,10 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from dockwarden.model import DesiredState, Intent, IntentRecord, WorldState, rfc3339
+import psutil
+
+from dockwarden.inventory import merge_labelled
+from dockwarden.model import DesiredState, EventType, Intent, IntentRecord, WorldState, rfc3339
+from dockwarden.observe.host import local_engine_started
 from dockwarden.reconcile.drift import effective_intent, find_container
+from dockwarden.store import Store
 
 
 def is_back(c) -> bool:
@@ -88,3 +93,81 @@ class RecoverySession:
             "failed": failed,
             "already_running": list(self.already_running),
         }
+
+
+class RecoveryTracker:
+    """Tells a restart from a normal start, and runs one :class:`RecoverySession`
+    per restart: ``recovery_started`` when it begins, ``recovery_completed`` (the
+    summary) when every intent-running service is back or the timeout passed.
+
+    Args:
+        store: checkpoints (boot time, engine start time) and intents.
+        emit: records an event: ``emit(type, reason, **fields)``.
+        docker_host: the engine's address (``DOCKER_HOST``), to find a local dockerd.
+    """
+
+    def __init__(self, store: Store, emit: Callable[..., None], docker_host: str | None):
+        self.store = store
+        self._emit = emit
+        self.docker_host = docker_host
+        self.session: RecoverySession | None = None
+        self._pending_cause: str | None = None
+        self._first_connect = True
+
+    def restart_cause(self, *, first_connect: bool, was_lost: bool) -> str | None:
+        """``host_reboot``, ``engine_restart`` or None (a normal start).
+
+        Host reboot: psutil's boot time differs from the one recorded at the last
+        run. Engine restart: the engine was lost while we watched, or the local
+        ``dockerd`` process started after the last run (found with psutil; not
+        knowable for a remote engine, where only a lost event stream tells).
+        Records the current boot and engine start times for the next run.
+        """
+        boot = f"{psutil.boot_time():.0f}"
+        last_boot = self.store.checkpoint("boot_time")
+        self.store.set_checkpoint("boot_time", boot)
+        engine_started = local_engine_started(self.docker_host)
+        last_engine = self.store.checkpoint("engine_started_at")
+        if engine_started is not None:
+            self.store.set_checkpoint("engine_started_at", f"{engine_started:.0f}")
+        if first_connect and last_boot is not None and abs(float(last_boot) - float(boot)) > 2:
+            return "host_reboot"
+        if was_lost:
+            return "engine_restart"
+        if (first_connect and engine_started is not None and last_engine is not None
+                and abs(float(last_engine) - engine_started) > 2):
+            return "engine_restart"
+        return None
+
+    def on_connect(self, *, was_lost: bool) -> None:
+        """The daemon (re)connected to the engine: a recovery starts with the next pass if it restarted."""
+        cause = self.restart_cause(first_connect=self._first_connect, was_lost=was_lost)
+        self._first_connect = False
+        if cause is not None:
+            self._pending_cause = cause
+            self.session = None
+
+    def after_pass(self, desired: DesiredState, world: WorldState, now: datetime, timeout_s: float) -> None:
+        """Watch one pass's observation: begin, follow or finish the recovery."""
+        merged, _ = merge_labelled(desired, world.containers)
+        if self._pending_cause is not None:
+            r = self.session = RecoverySession.begin(self._pending_cause, now, merged, self.store.intents(), world)
+            self._pending_cause = None
+            self._emit(EventType.RECOVERY_STARTED,
+                       f"{r.cause.replace('_', ' ')}: bringing back {len(r.expected)} services "
+                       f"({len(r.left_stopped)} stay stopped on purpose)",
+                       details={"cause": r.cause, "expected": r.expected, "left_stopped": r.left_stopped})
+        r = self.session
+        if r is None or r.done:
+            return
+        r.observe(merged, world, now)
+        if not r.finished(now, timeout_s):
+            return
+        summary = r.summary(now)
+        failed = summary["failed"]
+        reason = (f"after the {r.cause.replace('_', ' ')}: {len(summary['brought_back'])} services back in "
+                  f"{summary['duration_s']:.1f} s, {len(summary['left_stopped'])} left stopped on purpose"
+                  + (f", {len(failed)} failed to come back: {', '.join(failed)}" if failed else ""))
+        summary["todo"] = (f"look at {', '.join(failed)} (dockwarden status, dockwarden events --service NAME)"
+                           if failed else None)
+        self._emit(EventType.RECOVERY_COMPLETED, reason, priority="P2" if failed else "P3", details=summary)

@@ -27,7 +27,8 @@ import docker.errors
 import pytest
 
 from dockwarden import model
-from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect, spec_of
+from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
+from dockwarden.observe.inspect import spec_of
 from dockwarden.observe.events import EngineLost, EventStream
 from dockwarden.observe.host import HostSampler
 from dockwarden.observe.world import observe_world, replace_containers, write_world

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dockwarden import model
-from dockwarden.observe.docker import container_state_from_inspect, spec_of
+from dockwarden.observe.inspect import container_state_from_inspect, spec_of
 from dockwarden.observe.events import event_from_dict
 from dockwarden.observe.host import HostSampler
 from dockwarden.observe.stats import CgroupStatsReader, _cpu_percent, stats_from_api

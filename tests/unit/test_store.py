@@ -79,7 +79,7 @@ def test_open_and_resolve_drifts(tmp_path):
 def test_component_migrations_are_tracked_separately(tmp_path):
     import pytest
 
-    from dockwarden.store import StoreError, apply_migrations, connect_db
+    from dockwarden.db import StoreError, apply_migrations, connect_db
 
     Store(tmp_path / "db").close()
     db = connect_db(tmp_path / "db")

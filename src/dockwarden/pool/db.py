@@ -28,7 +28,7 @@ from typing import Any
 from dockwarden.model import rfc3339
 from dockwarden.pool.errors import PoolNotFound, PoolRefused
 from dockwarden.pool.schema import NOT_BUSY, ROW_SELECT, MIGRATIONS, Dispatch, PoolContainer
-from dockwarden.store import FeatureDB
+from dockwarden.db import FeatureDB
 
 
 class PoolDB(FeatureDB):

@@ -27,7 +27,7 @@ import apprise
 from dockwarden.config import Policy
 from dockwarden.config_notify import Channel, expand_env
 from dockwarden.model import Event, EventType, rfc3339, utcnow
-from dockwarden.store import FeatureDB
+from dockwarden.db import FeatureDB
 from dockwarden.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from dockwarden.config import Policy
 from dockwarden.model import HostStats, parse_time, rfc3339
 from dockwarden.reconcile.trends import Sample, samples_to_delete
 from dockwarden.reconcile.usage import StorageReport
-from dockwarden.store import FeatureDB
+from dockwarden.db import FeatureDB
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
