@@ -130,13 +130,14 @@ class Reconciler:
         # Last recommendation event per subject, so a standing recommendation is
         # recorded once, not once per pass.
         self._last_rec: dict[str, tuple[str, str, bool, bool]] = {}
+        self._spec_cache: dict[str, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ evaluate (read-only)
 
     def _histories(self, desired: DesiredState) -> dict[str, ServiceHistory]:
         guards = self.store.guards()
         pending = self.store.pending_actions()
-        specs = self.store.specs()
+        specs = self._specs()
         stats = self.store.action_stats()
         out = {}
         for name in desired.services:
@@ -260,10 +261,21 @@ class Reconciler:
     # ------------------------------------------------------------------ steps
 
     def _record_specs(self, desired: DesiredState, world: WorldState, now: datetime) -> None:
+        """Record each tracked container's creation spec when it changed (a write
+        transaction only then: this runs on every pass)."""
+        specs = self._specs()
         for spec in desired.services.values():
             c = find_container(spec, world)
-            if c is not None and c.spec:
+            if c is not None and c.spec and specs.get(spec.name) != c.spec:
                 self.store.put_spec(spec.name, c.name, c.spec, now)
+                specs[spec.name] = c.spec
+
+    def _specs(self) -> dict[str, dict[str, Any]]:
+        """Recorded specs, read from the store once and then kept up to date here
+        (the daemon is their only writer)."""
+        if self._spec_cache is None:
+            self._spec_cache = self.store.specs()
+        return self._spec_cache
 
     def _judge_pending(self, desired: DesiredState, world: WorldState, now: datetime) -> None:
         for service, pending in self.store.pending_actions().items():

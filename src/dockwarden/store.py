@@ -32,6 +32,9 @@ from dockwarden.model import (
 
 SCHEMA_VERSION = 1
 
+#: How many of the newest judged actions action_stats() reads per pass.
+ACTION_STATS_WINDOW = 2000
+
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         """CREATE TABLE intents (
@@ -278,10 +281,16 @@ class Store(FeatureDB):
         )
         return bool(rows)
 
-    def action_stats(self) -> dict[str, tuple[int, str | None]]:
-        """Per service: (failed actions in a row since the last success, last failure text)."""
+    def action_stats(self, window: int = ACTION_STATS_WINDOW) -> dict[str, tuple[int, str | None]]:
+        """Per service: (failed actions in a row since the last success, last failure text).
+
+        Reads only the newest ``window`` judged actions (this runs every pass; the
+        table grows for the daemon's whole life). Failure streaks longer than the
+        window count as the window's share, which is far past every guardrail.
+        """
         out: dict[str, tuple[int, str | None]] = {}
-        rows = self._q("SELECT service, verdict, error, permanent FROM actions WHERE verdict != 'pending' ORDER BY id DESC")
+        rows = self._q("SELECT service, verdict, error, permanent FROM actions WHERE verdict != 'pending' "
+                       "ORDER BY id DESC LIMIT ?", (int(window),))
         done: set[str] = set()
         for r in rows:
             s = r["service"]

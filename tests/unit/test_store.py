@@ -117,3 +117,12 @@ def test_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path):
     from dockwarden.incidents import _MIGRATIONS as INCIDENT_MIGRATIONS
 
     assert [(r[0], r[1]) for r in rows] == [("incidents", max(INCIDENT_MIGRATIONS)), ("notify", 1)]
+
+
+def test_action_stats_reads_a_bounded_window(tmp_path):
+    s = Store(tmp_path / "db")
+    for _ in range(5):
+        a = s.begin_action("web", "web-1", ActionKind.START, None, T0)
+        s.finish_action(a, Outcome(ActionKind.START, "web", "web-1", ok=False, error="boom"), T0)
+    assert s.action_stats()["web"][0] == 5
+    assert s.action_stats(window=3)["web"][0] == 3
