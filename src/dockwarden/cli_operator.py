@@ -23,7 +23,8 @@ from dockwarden.store import Store, StoreError
 @dataclass
 class _Context:
     """What an operator command works with: policy, desired state (labels merged),
-    the service, the store and event log, the engine and its containers."""
+    the service, the store and event log, the engine, the observed world and the
+    service's container (resolved by ``reconcile.resolve``)."""
 
     pol: Any
     merged: Any
@@ -31,14 +32,17 @@ class _Context:
     store: Store
     log_: EventLog
     client: Any
-    containers: list
+    world: Any
+    container: Any  # ContainerState | None
 
 
 def _operator_context(s: Settings, name: str) -> _Context:
     """Load everything for one service; exits 2 on bad configuration or an
     unknown service, 3 when the engine is unreachable."""
-    from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
     from dockwarden.inventory import merge_labelled
+    from dockwarden.model import WorldState
+    from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
+    from dockwarden.reconcile.resolve import find_container
 
     try:
         pol = load_policy(s.policy_path)
@@ -55,7 +59,9 @@ def _operator_context(s: Settings, name: str) -> _Context:
     spec = merged.services.get(name)
     if spec is None:
         fail(f"unknown service {name!r}; tracked services: {', '.join(sorted(merged.services)) or '(none)'}", 2)
-    return _Context(pol, merged, spec, store, EventLog(s.state_dir / "events.jsonl", store), client, containers)
+    world = WorldState(node=merged.node, observed_at=utcnow(), host=None, containers=tuple(containers))
+    return _Context(pol, merged, spec, store, EventLog(s.state_dir / "events.jsonl", store), client, world,
+                    find_container(spec, world))
 
 
 def _emit(log_: EventLog, node: str, type_: EventType, service: str, reason: str, **kw: Any) -> None:
@@ -64,46 +70,69 @@ def _emit(log_: EventLog, node: str, type_: EventType, service: str, reason: str
     log_.send(Event(type=type_, ts=utcnow(), node=node, service=service, reason=reason, **kw))
 
 
-def _act(ctx: _Context, action) -> bool:
-    """Run one operator-requested action through execute, recorded as dockwarden's own."""
-    from dockwarden.execute import Executor, compose_target_from_labels
-    from dockwarden.model import ActionKind
+def _act(ctx: _Context, action, reason: str) -> bool:
+    """Run one operator-requested action through the action protocol (recorded
+    first, so its engine events are known as dockwarden's own), then judge it
+    at once by inspecting the container (the daemon judges it too if it runs).
 
-    store, log_, client, pol, spec, containers = ctx.store, ctx.log_, ctx.client, ctx.pol, ctx.spec, ctx.containers
-    node = ctx.merged.node
+    Ctrl-C closes the action as ``interrupted`` and exits 130."""
+    import functools
 
-    container = spec.container_name
-    specs = store.specs()
-    if action == ActionKind.START and not any(c.name == container for c in containers):
+    from dockwarden.actions import ActionProtocol
+    from dockwarden.execute import Executor, compose_target
+    from dockwarden.model import ActionBy, ActionKind, PendingAction
+    from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver
+    from dockwarden.reconcile.policy import judge
+    from dockwarden.reconcile.recommend import compose_command_text
+
+    spec, c = ctx.spec, ctx.container
+    specs = ctx.store.specs()
+    compose = None
+    if action == ActionKind.START and c is None:
         if spec.compose_project:
+            compose = compose_target(spec)
+            if compose is None:
+                err.print(f"{spec.name}: no container; dockwarden runs compose only with a compose_file from the "
+                          f"inventory. Run: {compose_command_text(spec.compose_project, spec.compose_service or spec.name, [])}"
+                          " (with your -f file), or add compose_file to the inventory entry", highlight=False)
+                return False
             action = ActionKind.COMPOSE_UP
         elif spec.name in specs:
             action = ActionKind.RECREATE
         else:
-            out.print(f"[yellow]{spec.name}: container {container} does not exist and no spec is recorded[/]")
+            err.print(f"{spec.name}: container {spec.container_name} does not exist and no spec is recorded",
+                      highlight=False)
             return False
-    now = utcnow()
-    aid = store.begin_action(spec.name, container, action, None, now)
-    store.supersede_pending(spec.name, aid, now)
-    _emit(log_, node, EventType.ACTION_STARTED, spec.name, f"operator asked to {action.value} {spec.name}",
-          container=container, action=action.value, details={"action_id": aid, "by": "cli"})
-    compose = None
-    if action == ActionKind.COMPOSE_UP:
-        compose = compose_target_from_labels((specs.get(spec.name) or {}).get("labels") or {}, spec.compose_project,
-                                             spec.compose_service or spec.name)
-    outcome = Executor(client, stop_timeout_s=pol.guardrails.stop_timeout_s).run(
-        action, service=spec.name, container=container, spec=specs.get(spec.name), compose=compose)
-    store.finish_action(aid, outcome, utcnow())
-    if outcome.ok:
-        store.judge_action(aid, "succeeded", utcnow())
-        _emit(log_, node, EventType.ACTION_SUCCEEDED, spec.name, f"{action.value}: {outcome.result}",
-              container=container, action=action.value, details={"action_id": aid, "by": "cli"})
-        out.print(f"{spec.name}: {outcome.result}")
-    else:
-        _emit(log_, node, EventType.ACTION_FAILED, spec.name, f"{action.value} failed: {outcome.error}",
-              container=container, action=action.value, details={"action_id": aid, "by": "cli"})
+    container = c.name if c is not None else spec.container_name
+    protocol = ActionProtocol(ctx.store, ctx.log_.send, ctx.merged.node, by=ActionBy.CLI,
+                              stop_timeout_s=ctx.pol.guardrails.stop_timeout_s)
+    rec = protocol.begin(service=spec.name, container=container, container_id=c.id if c is not None else None,
+                         action=action, reason=reason)
+    call = functools.partial(Executor(ctx.client, stop_timeout_s=ctx.pol.guardrails.stop_timeout_s).run, action,
+                             service=spec.name, container=container, spec=specs.get(spec.name), compose=compose)
+    try:
+        outcome = protocol.carry_out(rec, call)
+    except KeyboardInterrupt:
+        err.print(f"{spec.name}: interrupted; the intent is recorded, the action closed as interrupted",
+                  highlight=False)
+        raise typer.Exit(130)
+    if not outcome.ok:
         err.print(f"[red]{spec.name}: {action.value} failed: {outcome.error}[/]", highlight=False)
-    return outcome.ok
+        return False
+    try:
+        now_c = ContainerObserver(ctx.client, stats="none").inspect_one(container)
+    except ENGINE_ERRORS:
+        now_c = None
+    pending = PendingAction(id=rec.uid, service=spec.name, container=container, action=action,
+                            started_at=rec.started_at, finished=True)
+    verdict = judge(pending, now_c, now=utcnow(), policy=ctx.pol)
+    if verdict != "pending":
+        ctx.store.judge_action(rec.uid, verdict, utcnow())
+        if verdict == "succeeded":
+            _emit(ctx.log_, ctx.merged.node, EventType.ACTION_SUCCEEDED, spec.name, f"{action.value}: {outcome.result}",
+                  container=container, action=action.value, details={"action_id": rec.uid, "by": "cli"})
+    out.print(f"{spec.name}: {outcome.result}")
+    return True
 
 
 def stop(
@@ -119,8 +148,8 @@ def stop(
     _emit(ctx.log_, ctx.merged.node, EventType.INTENT_CHANGED, ctx.spec.name,
           f"{ctx.spec.name}: operator stopped it (dockwarden stop)", details={"intent": "stopped", "source": "cli"})
     ok = True
-    if any(c.name == ctx.spec.container_name and c.running for c in ctx.containers):
-        ok = _act(ctx, ActionKind.STOP)
+    if ctx.container is not None and ctx.container.running:
+        ok = _act(ctx, ActionKind.STOP, f"operator asked to stop {ctx.spec.name} (dockwarden stop)")
     else:
         out.print(f"{ctx.spec.name}: not running; intent recorded")
     raise typer.Exit(0 if ok else 1)
@@ -132,7 +161,9 @@ def start(
 ) -> None:
     """Record intent `running`, re-arm the guardrails and start the service."""
     from dockwarden.model import ActionKind, Intent, IntentSource
+    from dockwarden.reconcile.drift import available
     from dockwarden.reconcile.policy import resume as resume_guard
+    from dockwarden.reconcile.resolve import find_container
 
     s = settings_from(inventory, state_dir, policy, node)
     ctx = _operator_context(s, service)
@@ -141,12 +172,13 @@ def start(
     _emit(ctx.log_, ctx.merged.node, EventType.INTENT_CHANGED, ctx.spec.name,
           f"{ctx.spec.name}: operator started it (dockwarden start)", details={"intent": "running", "source": "cli"})
     down_deps = [d for d in ctx.spec.depends_on
-                 if not any(c.name == ctx.merged.services[d].container_name and c.running for c in ctx.containers)]
+                 if d not in ctx.merged.services or not available(find_container(ctx.merged.services[d], ctx.world))]
     if down_deps:
         out.print(f"[yellow]{ctx.spec.name}: dependencies not running: {', '.join(down_deps)}[/]")
     ok = True
-    if not any(c.name == ctx.spec.container_name and c.running for c in ctx.containers):
-        ok = _act(ctx, ActionKind.START)
+    c = ctx.container
+    if c is None or not c.running or c.state == "paused":
+        ok = _act(ctx, ActionKind.START, f"operator asked to start {ctx.spec.name} (dockwarden start)")
     else:
         out.print(f"{ctx.spec.name}: already running; intent recorded")
     raise typer.Exit(0 if ok else 1)

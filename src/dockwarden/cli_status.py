@@ -78,7 +78,8 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
 
 def _evaluation_json(ev, s: Settings, store: Store) -> dict[str, Any]:
     from dockwarden.lock import lock_held
-    from dockwarden.reconcile.drift import effective_intent, find_container
+    from dockwarden.reconcile.drift import effective_intent
+    from dockwarden.reconcile.resolve import find_container
 
     services = []
     for name, spec in sorted(ev.desired.services.items()):

@@ -15,17 +15,18 @@ intent.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import docker
 import docker.errors
 import requests
 
-from dockwarden.model import ActionKind, ActionResult, Outcome
+from dockwarden.model import ActionKind, ActionResult, Outcome, ServiceSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,8 @@ def is_permanent_error(message: str | None) -> bool:
 
 @dataclass(frozen=True)
 class ComposeTarget:
-    """Where a compose service lives: project name, service, and optional
-    config files and working dir (from the inventory or the container's
-    ``com.docker.compose.project.*`` labels)."""
+    """Where a compose service lives: project name, service, config files and
+    working dir, from the inventory only (``pipeline.compose_target``)."""
 
     project: str
     service: str
@@ -155,7 +155,11 @@ class Executor:
         return self.client.api.inspect_container(container)["State"]
 
     def _start(self, container: str) -> ActionResult:
-        if self._state(container).get("Running"):
+        state = self._state(container)
+        if state.get("Paused"):
+            self.client.api.unpause(container)
+            return "started"
+        if state.get("Running"):
             return "unchanged"
         self.client.api.start(container)
         return "started"
@@ -193,7 +197,9 @@ class Executor:
         args = [*cmd, "-p", target.project]
         for f in target.files:
             args += ["-f", f]
-        args += ["up", "-d", target.service]
+        # --no-deps: never start a dependency the operator stopped (dependencies are
+        # services of their own, reconciled in dependency order).
+        args += ["up", "-d", "--no-deps", target.service]
         try:
             r = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=target.working_dir or None)
         except subprocess.TimeoutExpired as e:
@@ -228,17 +234,19 @@ def _explain(e: docker.errors.APIError) -> str:
     return str(expl or e)
 
 
-def compose_target_from_labels(labels: dict[str, str], project: str, service: str) -> ComposeTarget:
-    """Build a ComposeTarget from a (recorded) container's compose labels.
+def compose_target(spec: ServiceSpec) -> ComposeTarget | None:
+    """Where ``compose up`` runs for a compose service: the project, the service,
+    and the compose file *from the inventory only* (its directory is the working
+    dir). A container's ``com.docker.compose.project.config_files`` label is
+    never used: whoever creates a labelled container would choose the file that
+    dockwarden runs with root engine access (issue 8).
 
-    Labels written by docker-compose and compose v2:
-    ``com.docker.compose.project.config_files`` (comma-separated) and
-    ``com.docker.compose.project.working_dir``.
+    Returns:
+        ComposeTarget | None: None when the service is not a compose service or
+        its inventory entry names no ``compose_file`` (then a person is told the
+        command instead: ``recommend.compose_command_text``).
     """
-    files: Sequence[str] = tuple(
-        f for f in (labels.get("com.docker.compose.project.config_files") or "").split(",") if f
-    )
-    return ComposeTarget(
-        project=project, service=service, files=tuple(files),
-        working_dir=labels.get("com.docker.compose.project.working_dir") or None,
-    )
+    if not spec.compose_project or not spec.compose_file:
+        return None
+    return ComposeTarget(project=spec.compose_project, service=spec.compose_service or spec.name,
+                         files=(spec.compose_file,), working_dir=os.path.dirname(spec.compose_file) or None)

@@ -15,6 +15,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any, Literal
 
 
@@ -84,6 +85,7 @@ class DriftKind(enum.StrEnum):
     RESOURCE_SPIKE = "resource_spike"
     HOUSEKEEPING = "housekeeping"
     UNRESOLVED_INCIDENT = "unresolved_incident"
+    RUNNING_AGAINST_INTENT = "running_against_intent"  # runs though the recorded intent is stopped
 
 
 class Priority(enum.IntEnum):
@@ -155,6 +157,7 @@ class EventType(enum.StrEnum):
     ACTION_STARTED = "action_started"
     ACTION_SUCCEEDED = "action_succeeded"
     ACTION_FAILED = "action_failed"
+    ACTION_INTERRUPTED = "action_interrupted"  # the call never returned (Ctrl-C, kill -9, deadline)
     RECOVERED = "recovered"
     SUMMARY_CHANGED = "summary_changed"
     INTENT_CHANGED = "intent_changed"
@@ -164,6 +167,9 @@ class EventType(enum.StrEnum):
     CONFIG_REJECTED = "config_rejected"
     DAEMON_STARTED = "daemon_started"
     DAEMON_STOPPED = "daemon_stopped"
+    DAEMON_READY = "daemon_ready"  # engine connected, event stream subscribed, first pass done
+    PASS_FAILED = "pass_failed"  # a pass raised; retried with backoff, the daemon goes on
+    STREAM_STALE = "stream_stale"  # the event stream missed changes; resubscribed with replay
     INCIDENT_OPENED = "incident_opened"
     INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
     INCIDENT_RESOLVED = "incident_resolved"
@@ -305,6 +311,7 @@ class ContainerState:
     compose_project: str | None = None
     compose_service: str | None = None
     restart_policy: str | None = None  # HostConfig.RestartPolicy.Name
+    stop_signal: str | None = None  # Config.StopSignal (e.g. "SIGQUIT"); None means Docker's default SIGTERM
     cpu_percent: float | None = None  # % of one core (100 = one full core), from two samples
     memory_bytes: int | None = None
     memory_limit_bytes: int | None = None  # None when unlimited
@@ -332,7 +339,40 @@ class WorldState:
     docker_root_dir: str | None = None
 
     def by_name(self) -> dict[str, ContainerState]:
-        return {c.name: c for c in self.containers}
+        return self.index.by_name
+
+    @cached_property
+    def index(self) -> "ContainerIndex":
+        """Lookups by name, id and compose service, built once per snapshot (O(n))."""
+        return ContainerIndex(self.containers)
+
+
+class ContainerIndex:
+    """Indexes of one snapshot's containers: by name, by id and by compose
+    (project, service). Built once per :class:`WorldState` (``world.index``), so
+    resolving every service of a pass is linear in containers plus services,
+    never their product.
+
+    Args:
+        containers: the snapshot's containers.
+    """
+
+    __slots__ = ("by_name", "by_id", "by_compose")
+
+    def __init__(self, containers: tuple[ContainerState, ...]):
+        self.by_name: dict[str, ContainerState] = {}
+        self.by_id: dict[str, ContainerState] = {}
+        self.by_compose: dict[tuple[str, str], list[ContainerState]] = {}
+        for c in containers:
+            self.by_name[c.name] = c
+            self.by_id[c.id] = c
+            if c.compose_project and c.compose_service:
+                self.by_compose.setdefault((c.compose_project, c.compose_service), []).append(c)
+
+    def get(self, name_or_id: str) -> ContainerState | None:
+        """The container with this name (without "/") or full id, else None."""
+        key = name_or_id.lstrip("/")
+        return self.by_name.get(key) or self.by_id.get(key)
 
 
 @dataclass(frozen=True)
@@ -349,6 +389,21 @@ class EngineEvent:
     name: str
     time: datetime
     attributes: dict[str, str] = field(default_factory=dict)
+    received_at: datetime | None = None  # our clock when the stream delivered it
+
+    #: A live event reaches us within milliseconds of the engine's stamp; one
+    #: received later than this was replayed (``since=``), or the clocks differ.
+    LIVE_SKEW_S = 2.0
+
+    @property
+    def at(self) -> datetime:
+        """When it happened, on our clock where possible: the receipt time of a
+        live event (so our own actions' times compare exactly), else the engine's
+        stamp (a replayed event, or an engine clock more than ``LIVE_SKEW_S`` off:
+        keep engines on NTP)."""
+        if self.received_at is not None and abs((self.received_at - self.time).total_seconds()) <= self.LIVE_SKEW_S:
+            return self.received_at
+        return self.time
 
     @property
     def base_action(self) -> str:
@@ -433,16 +488,57 @@ class GuardRecord:
     message: str = ""
 
 
+class ActionBy(enum.StrEnum):
+    """Who asked for an action: the daemon's reconcile loop, a CLI command or the API."""
+
+    DAEMON = "daemon"
+    CLI = "cli"
+    API = "api"
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One action as recorded *before* it is carried out (the action protocol,
+    ``dockwarden.actions``). ``uid`` is the action id written in every event
+    about it (``details.action_id``).
+
+    ``container`` is the real container name (for a compose service, the name
+    compose gave it), ``container_id`` its engine id when it exists.
+    ``deadline_at`` bounds the action: an action still unfinished then is closed
+    as ``interrupted`` and no longer explains any engine event.
+    """
+
+    uid: str
+    service: str
+    container: str
+    action: ActionKind
+    started_at: datetime
+    deadline_at: datetime
+    container_id: str | None = None
+    drift: DriftKind | None = None
+    by: ActionBy = ActionBy.DAEMON
+    pid: int | None = None
+
+
 @dataclass(frozen=True)
 class PendingAction:
-    """An action taken and not yet judged by an observation (the closed loop)."""
+    """An action taken and not yet judged by an observation (the closed loop).
 
-    id: int
+    ``finished`` is False while the call is still in flight (its thread has not
+    returned yet); such an action is not judged until it finishes or its
+    ``deadline_at`` passes.
+    """
+
+    id: str
     service: str
     container: str
     action: ActionKind
     started_at: datetime
     drift: DriftKind | None = None
+    finished: bool = True
+    deadline_at: datetime | None = None
+    container_id: str | None = None
+    by: ActionBy = ActionBy.DAEMON
 
 
 @dataclass(frozen=True)

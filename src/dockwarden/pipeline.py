@@ -12,19 +12,23 @@ the executor.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import AbstractSet, Any, Sequence
 
+from dockwarden.actions import ActionProtocol, ActionRunner
 from dockwarden.config import Policy
-from dockwarden.execute import ComposeTarget, Executor, compose_target_from_labels
+from dockwarden.execute import Executor, compose_target
 from dockwarden.incidents import IncidentBook, Transition
 from dockwarden.inventory import merge_labelled
 from dockwarden.model import (
     MUTATING_ACTIONS,
     ActionKind,
+    ActionRecord,
     CircuitState,
     ContainerState,
     Decision,
@@ -37,8 +41,10 @@ from dockwarden.model import (
     GuardRecord,
     IntentRecord,
     Mode,
+    Outcome,
     RecommendationType,
     ServiceHistory,
+    ServiceSpec,
     SummaryState,
     WorldState,
     parse_time,
@@ -46,7 +52,8 @@ from dockwarden.model import (
 )
 import dockwarden.reconcile.policy as policy_mod
 from dockwarden.reconcile.assess import assess, summarize
-from dockwarden.reconcile.drift import detect_drift, effective_intent, find_container, merge_disk_drifts
+from dockwarden.reconcile.drift import detect_drift, effective_intent, merge_disk_drifts
+from dockwarden.reconcile.resolve import find_container
 from dockwarden.reconcile.recommend import recommend_all
 from dockwarden.sinks.events import EventLog
 from dockwarden.store import Store
@@ -119,6 +126,8 @@ class Reconciler:
         desired: DesiredState,
         mode: Mode,
         incidents: IncidentBook | None = None,
+        protocol: ActionProtocol | None = None,
+        runner: ActionRunner | None = None,
     ):
         self.incidents = incidents
         self.store = store
@@ -127,8 +136,12 @@ class Reconciler:
         self.policy = policy
         self.desired = desired
         self.mode = mode
+        # The action protocol (record, carry out, judge); without one nothing is acted on.
+        self.protocol = protocol
+        # Runs actions off the caller's thread (the daemon); None runs them in the pass.
+        self.runner = runner
         # Last recommendation event per subject, so a standing recommendation is
-        # recorded once, not once per pass.
+        # recorded once, not once per pass. Bounded: subjects of the last pass only.
         self._last_rec: dict[str, tuple[str, str, bool, bool]] = {}
         self._spec_cache: dict[str, dict[str, Any]] | None = None
 
@@ -151,7 +164,9 @@ class Reconciler:
             )
         return out
 
-    def evaluate(self, world: WorldState, *, now: datetime, extra_drifts: Sequence[Drift] = ()) -> Evaluation:
+    def evaluate(self, world: WorldState, *, now: datetime, extra_drifts: Sequence[Drift] = (),
+                 held: AbstractSet[str] = frozenset(), desired: DesiredState | None = None,
+                 label_problems: list[str] | None = None) -> Evaluation:
         """Compute drift, findings, recommendations and guardrail decisions.
 
         Args:
@@ -159,9 +174,15 @@ class Reconciler:
             now: the pass's time (UTC).
             extra_drifts: drifts found by background workers (storage, housekeeping,
                 pool...) to assess and recommend on with the rest.
+            held: services whose operator stop is under way (``OperatorIntent.held``).
+            desired: the desired state with labelled services merged, when the
+                caller has it already (one merge per pass).
         Reads the store (intents, guard records, specs); writes nothing.
         """
-        desired, problems = merge_labelled(self.desired, world.containers)
+        if desired is None:
+            desired, problems = merge_labelled(self.desired, world.containers)
+        else:
+            problems = list(label_problems or [])
         intents = self.store.intents()
         histories = self._histories(desired)
         drifts = detect_drift(desired, world, intents, histories, self.policy, now=now) + list(extra_drifts)
@@ -179,7 +200,8 @@ class Reconciler:
             decisions.append(
                 policy_mod.decide(
                     rec, mode=mode, intent=intent, guard=hist.guard if hist else None,
-                    spec=spec, policy=self.policy, now=now,
+                    spec=spec, policy=self.policy, now=now, pending=hist.pending if hist else None,
+                    held=rec.subject in held,
                 )
             )
         blocked = {
@@ -197,24 +219,26 @@ class Reconciler:
         self.events.send(Event(type=type_, ts=now, node=self.desired.node, **kw))
 
     def run_pass(self, world: WorldState, *, now: datetime, extra_drifts: Sequence[Drift] = (),
-                 full_pass: bool = True) -> PassResult:
+                 full_pass: bool = True, held: AbstractSet[str] = frozenset()) -> PassResult:
         """One full reconcile pass over a world snapshot.
 
         Order: record specs; judge pending actions against this observation;
         reset guard records of stable services; evaluate; record drift
         transitions and recoveries; record recommendations (once per change);
-        execute what the guardrails allow; record the summary when it changes.
-        Returns the evaluation, what was executed and when to look again.
+        start what the guardrails allow (off the loop when a runner is set);
+        update incidents; record the summary when it changes.
+        Returns the evaluation, what was started and when to look again.
         """
-        desired, _ = merge_labelled(self.desired, world.containers)
+        desired, problems = merge_labelled(self.desired, world.containers)
         if world.engine_ok:
             self._record_specs(desired, world, now)
             self._judge_pending(desired, world, now)
-        ev = self.evaluate(world, now=now, extra_drifts=extra_drifts)
-        held: set[tuple[str, str]] = set()
+        ev = self.evaluate(world, now=now, extra_drifts=extra_drifts, held=held, desired=desired,
+                           label_problems=problems)
+        held_drifts: set[tuple[str, str]] = set()
         if world.engine_ok:
             self._update_stability(ev, now)
-            held = self._record_drift_transitions(ev, now)
+            held_drifts = self._record_drift_transitions(ev, now)
         result = PassResult(evaluation=ev)
         requeue: list[float] = []
         to_run: list[Decision] = []
@@ -224,33 +248,47 @@ class Reconciler:
                 g = ev.histories.get(decision.recommendation.subject)
                 if g is not None and g.guard.circuit != CircuitState.OPEN:
                     self.store.put_guard(policy_mod.open_circuit(g.guard, now=now, message=decision.reason))
-            if decision.execute and world.engine_ok and self.executor is not None:
+            if decision.execute and world.engine_ok and self.executor is not None and self.protocol is not None:
                 to_run.append(decision)
             if decision.requeue_after_s is not None:
                 requeue.append(decision.requeue_after_s)
+        subjects = {d.recommendation.subject for d in ev.decisions}
+        for gone in [k for k in self._last_rec if k not in subjects]:
+            del self._last_rec[gone]  # bounded by the subjects of this pass
         # Actions of one pass are independent: a service whose dependency is down
         # got `delay`, not an action. So they run concurrently (a recovery of 30
-        # services is not 30 sequential `docker start`s); one runs inline.
-        if len(to_run) == 1:
-            outcomes = [self._execute(to_run[0], ev, now)]
-        elif to_run:
-            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_ACTIONS, len(to_run))) as pool:
-                outcomes = list(pool.map(lambda d: self._execute(d, ev, now), to_run))
+        # services is not 30 sequential `docker start`s).
+        started = [(d, self._begin(d, ev, now)) for d in to_run]
+        started = [(d, x) for d, x in started if x is not None]
+        if self.runner is not None:
+            for decision, (rec, call) in started:
+                self.runner.submit(rec, call, context=decision)
+                result.executed.append((decision, None))
         else:
-            outcomes = []
-        for decision, outcome in zip(to_run, outcomes):
-            result.executed.append((decision, outcome))
-            if outcome is not None and not outcome.ok and not outcome.permanent:
-                requeue.append(max(self.policy.backoff.initial_delay_s, 0.5))
+            def run(item):
+                decision, (rec, call) = item
+                return self.protocol.carry_out(rec, call)  # type: ignore[union-attr]
+
+            if len(started) == 1:
+                outcomes = [run(started[0])]
+            elif started:
+                with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_ACTIONS, len(started))) as pool:
+                    outcomes = list(pool.map(run, started))
+            else:
+                outcomes = []
+            for (decision, (rec, _)), outcome in zip(started, outcomes):
+                self.on_action_done(rec, outcome, decision)
+                result.executed.append((decision, outcome))
+                if not outcome.ok and not outcome.permanent:
+                    requeue.append(max(self.policy.backoff.initial_delay_s, 0.5))
         if world.engine_ok and self.incidents is not None:
             for t in self.incidents.update(ev.findings, now=now, policy=self.policy, full_pass=full_pass,
-                                           hold=held):
+                                           hold=held_drifts):
                 self._record_incident(t, ev, now)
         # An unjudged action wants another look even if no event arrives.
         if any(h.pending for h in ev.histories.values()):
             requeue.append(2.0)
         result.requeue_after_s = min(requeue) if requeue else None
-        # The summary after acting: re-evaluate cheaply from the store's view.
         summary = ev.summary
         if result.executed:
             summary = SummaryState.RECONCILING if summary != SummaryState.UNSTABLE else summary
@@ -264,6 +302,8 @@ class Reconciler:
         """Record each tracked container's creation spec when it changed (a write
         transaction only then: this runs on every pass)."""
         specs = self._specs()
+        for gone in [k for k in specs if k not in desired.services]:
+            del specs[gone]  # in memory only; the table keeps them (retention bounds it)
         for spec in desired.services.values():
             c = find_container(spec, world)
             if c is not None and c.spec and specs.get(spec.name) != c.spec:
@@ -284,7 +324,7 @@ class Reconciler:
             verdict = policy_mod.judge(pending, container, now=now, policy=self.policy)
             if verdict == "pending":
                 continue
-            self.store.judge_action(pending.id, verdict, now)
+            self.store.judge_action(pending.id, verdict, now)  # the action's uid
             details = {"action_id": pending.id, "seconds": round((now - pending.started_at).total_seconds(), 3)}
             if container is not None:
                 details.update(state=container.state, health=container.health, exit_code=container.exit_code)
@@ -386,46 +426,50 @@ class Reconciler:
                    details={"advice": list(rec.advice), "execute": d.execute, "decision": d.reason,
                             "requeue_after_s": d.requeue_after_s, **rec.details, **extra})
 
-    def _execute(self, d: Decision, ev: Evaluation, now: datetime):
+    def _begin(self, d: Decision, ev: Evaluation, now: datetime):
+        """Record one action (guard attempt, action record, ``action_started``) and
+        return ``(record, call)``; None when it cannot be recorded or has nothing to run."""
         rec = d.recommendation
         name = rec.subject
         spec = ev.desired.services.get(name)
         hist = ev.histories.get(name)
-        if rec.action not in MUTATING_ACTIONS or spec is None or hist is None or self.executor is None:
+        if (rec.action not in MUTATING_ACTIONS or spec is None or hist is None or self.executor is None
+                or self.protocol is None):
             return None
-        container = rec.container or spec.container_name
-        compose: ComposeTarget | None = None
-        if rec.action == ActionKind.COMPOSE_UP and spec.compose_project:
-            labels = (hist.recorded_spec or {}).get("labels") or {}
-            compose = compose_target_from_labels(labels, spec.compose_project, spec.compose_service or spec.name)
-            if spec.compose_file:
-                compose = dataclasses.replace(compose, files=(spec.compose_file,))
+        c = find_container(spec, ev.world)
+        container = c.name if c is not None else (rec.container or spec.container_name)
+        compose = compose_target(spec) if rec.action == ActionKind.COMPOSE_UP else None
         guard = policy_mod.record_attempt(hist.guard, now=now, policy=self.policy, spec=spec)
-        self.store.put_guard(guard)
-        action_id = self.store.begin_action(name, container, rec.action, rec.finding.drift.kind, now)
-        self.store.supersede_pending(name, action_id, now)
-        self._emit(EventType.ACTION_STARTED, now=now, service=name, container=container, action=rec.action.value,
-                   drift=rec.finding.drift.kind.value, priority=str(rec.finding.priority), reason=rec.reason,
-                   details={"attempt": guard.attempts, "action_id": action_id,
-                            "next_attempt_not_before": guard.next_attempt.isoformat() if guard.next_attempt else None})
-        outcome = self.executor.run(rec.action, service=name, container=container,
-                                    spec=hist.recorded_spec, compose=compose)
+        try:
+            self.store.put_guard(guard)
+            action = self.protocol.begin(
+                service=name, container=container, container_id=c.id if c is not None else None,
+                action=rec.action, drift=rec.finding.drift.kind, priority=str(rec.finding.priority),
+                reason=rec.reason, now=now,
+                details={"attempt": guard.attempts,
+                         "next_attempt_not_before": guard.next_attempt.isoformat() if guard.next_attempt else None})
+        except Exception as e:  # no record, no action: an unrecorded action would read as the operator's
+            log.error("%s: cannot record %s, not acting: %s", name, rec.action.value, e)
+            return None
+        call = functools.partial(self.executor.run, rec.action, service=name, container=container,
+                                 spec=hist.recorded_spec, compose=compose)
+        return action, call
+
+    def on_action_done(self, action: ActionRecord, outcome: Outcome, d: Decision | None) -> None:
+        """An action finished (in the pass, or reported by the runner to the loop):
+        a permanent failure opens the circuit and asks a person to look."""
+        if outcome.ok or not outcome.permanent:
+            return
+        name = action.service
         done = utcnow()
-        self.store.finish_action(action_id, outcome, done)
-        if not outcome.ok:
-            self._emit(EventType.ACTION_FAILED, now=done, service=name, container=container, action=rec.action.value,
-                       drift=rec.finding.drift.kind.value, priority=str(rec.finding.priority),
-                       reason=f"{rec.action.value} failed: {outcome.error}",
-                       details={"permanent": outcome.permanent, "action_id": action_id})
-            if outcome.permanent:
-                msg = (f"{rec.action.value} failed with a configuration error: {outcome.error}; "
-                       f"fix it, then `dockwarden resume {name}`")
-                self.store.put_guard(policy_mod.open_circuit(guard, now=done, message=msg))
-                self._last_rec[name] = (EventType.RECONCILE_BLOCKED.value, ActionKind.DIAGNOSTICS.value, False, True)
-                self._emit(EventType.RECONCILE_BLOCKED, now=done, service=name, container=container,
-                           drift=rec.finding.drift.kind.value, priority="P2", action=ActionKind.DIAGNOSTICS.value,
-                           reason=msg, details={"error": outcome.error})
-        return outcome
+        msg = (f"{action.action.value} failed with a configuration error: {outcome.error}; "
+               f"fix it, then `dockwarden resume {name}`")
+        self.store.put_guard(policy_mod.open_circuit(self.store.guard(name), now=done, message=msg))
+        self._last_rec[name] = (EventType.RECONCILE_BLOCKED.value, ActionKind.DIAGNOSTICS.value, False, True)
+        self._emit(EventType.RECONCILE_BLOCKED, now=done, service=name, container=action.container,
+                   drift=action.drift.value if action.drift else None, priority="P2",
+                   action=ActionKind.DIAGNOSTICS.value, reason=msg,
+                   details={"error": outcome.error, "action_id": action.uid})
 
     def _record_incident(self, t: Transition, ev: Evaluation, now: datetime) -> None:
         inc = t.incident

@@ -2,8 +2,9 @@
 again" to "every service that should run does", summarised once.
 
 The daemon opens a :class:`RecoverySession` when it sees a host reboot (boot
-time changed since the last run) or an engine restart (the event stream was
-lost and came back, or the local ``dockerd`` started after the last run).
+time changed since the last run) or an engine restart: the local ``dockerd``
+process started again, or the engine no longer remembers the last event we saw
+(``observe.liveness.engine_remembers``). A lost event stream alone is not a restart.
 The ordinary reconcile passes do the work (they start services in
 ``depends_on`` order and wait for a dependency to be healthy); the session only
 watches each pass and, when all intent-running services are back (running, and
@@ -20,10 +21,10 @@ from typing import Any, Callable, Mapping
 
 import psutil
 
-from dockwarden.inventory import merge_labelled
 from dockwarden.model import DesiredState, EventType, Intent, IntentRecord, WorldState, rfc3339
 from dockwarden.observe.host import local_engine_started
-from dockwarden.reconcile.drift import effective_intent, find_container
+from dockwarden.reconcile.drift import effective_intent
+from dockwarden.reconcile.resolve import find_container
 from dockwarden.store import Store
 
 
@@ -96,7 +97,8 @@ class RecoverySession:
 
 
 class RecoveryTracker:
-    """Tells a restart from a normal start, and runs one :class:`RecoverySession`
+    """Tells a restart from a normal start (on evidence: boot time, the engine
+    process's start time, the engine's memory of our last event), and runs one :class:`RecoverySession`
     per restart: ``recovery_started`` when it begins, ``recovery_completed`` (the
     summary) when every intent-running service is back or the timeout passed.
 
@@ -112,44 +114,46 @@ class RecoveryTracker:
         self.docker_host = docker_host
         self.session: RecoverySession | None = None
         self._pending_cause: str | None = None
-        self._first_connect = True
 
-    def restart_cause(self, *, first_connect: bool, was_lost: bool) -> str | None:
-        """``host_reboot``, ``engine_restart`` or None (a normal start).
+    def engine_start_changed(self) -> bool | None:
+        """Whether the local ``dockerd`` process started since the last look
+        (psutil), recording its start time for the next one; None when there is
+        no local engine process to look at (a remote engine)."""
+        engine_started = local_engine_started(self.docker_host)
+        if engine_started is None:
+            return None
+        last = self.store.checkpoint("engine_started_at")
+        self.store.set_checkpoint("engine_started_at", f"{engine_started:.0f}")
+        if last is None:
+            return None
+        return abs(float(last) - engine_started) > 2
 
-        Host reboot: psutil's boot time differs from the one recorded at the last
-        run. Engine restart: the engine was lost while we watched, or the local
-        ``dockerd`` process started after the last run (found with psutil; not
-        knowable for a remote engine, where only a lost event stream tells).
-        Records the current boot and engine start times for the next run.
-        """
+    def host_rebooted(self) -> bool:
+        """Whether psutil's boot time differs from the one recorded at the last
+        look (recorded now for the next one)."""
         boot = f"{psutil.boot_time():.0f}"
         last_boot = self.store.checkpoint("boot_time")
         self.store.set_checkpoint("boot_time", boot)
-        engine_started = local_engine_started(self.docker_host)
-        last_engine = self.store.checkpoint("engine_started_at")
-        if engine_started is not None:
-            self.store.set_checkpoint("engine_started_at", f"{engine_started:.0f}")
-        if first_connect and last_boot is not None and abs(float(last_boot) - float(boot)) > 2:
-            return "host_reboot"
-        if was_lost:
-            return "engine_restart"
-        if (first_connect and engine_started is not None and last_engine is not None
-                and abs(float(last_engine) - engine_started) > 2):
-            return "engine_restart"
-        return None
+        return last_boot is not None and abs(float(last_boot) - float(boot)) > 2
 
-    def on_connect(self, *, was_lost: bool) -> None:
-        """The daemon (re)connected to the engine: a recovery starts with the next pass if it restarted."""
-        cause = self.restart_cause(first_connect=self._first_connect, was_lost=was_lost)
-        self._first_connect = False
+    def on_connect(self, *, host_rebooted: bool, engine_restarted: bool | None) -> None:
+        """The daemon (re)connected to the engine: a recovery session starts with
+        the next pass when the host rebooted or the engine restarted.
+
+        Evidence only: a lost event stream that comes back from the same engine
+        process is not a restart (issue 8: a blip must not look like one).
+        """
+        cause = "host_reboot" if host_rebooted else ("engine_restart" if engine_restarted else None)
         if cause is not None:
             self._pending_cause = cause
             self.session = None
 
-    def after_pass(self, desired: DesiredState, world: WorldState, now: datetime, timeout_s: float) -> None:
-        """Watch one pass's observation: begin, follow or finish the recovery."""
-        merged, _ = merge_labelled(desired, world.containers)
+    def after_pass(self, merged: DesiredState, world: WorldState, now: datetime, timeout_s: float) -> None:
+        """Watch one pass's observation: begin, follow or finish the recovery.
+
+        Args:
+            merged: the pass's desired state (labelled services merged in).
+        """
         if self._pending_cause is not None:
             r = self.session = RecoverySession.begin(self._pending_cause, now, merged, self.store.intents(), world)
             self._pending_cause = None

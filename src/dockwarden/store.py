@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dockwarden.db import FeatureDB, StoreError  # noqa: F401 - StoreError is part of the store's API
 from dockwarden.model import (
+    ActionBy,
     ActionKind,
+    ActionRecord,
     CircuitState,
     DriftKind,
     Event,
@@ -30,7 +32,7 @@ from dockwarden.model import (
     rfc3339,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: How many of the newest judged actions action_stats() reads per pass.
 ACTION_STATS_WINDOW = 2000
@@ -107,6 +109,58 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             value TEXT NOT NULL
         )""",
         "PRAGMA user_version = 1",  # each migration ends by stamping its version
+    ),
+    2: (
+        # The action protocol (dockwarden.actions): a client-made id written in every
+        # event, the real container id, who asked, the owner's pid and a deadline;
+        # verdicts 'interrupted' (never finished) and 'superseded'. SQLite cannot
+        # change a CHECK constraint, so the table is rebuilt.
+        """CREATE TABLE actions_v2 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            uid TEXT NOT NULL UNIQUE,
+            service TEXT NOT NULL,
+            container TEXT NOT NULL,
+            container_id TEXT,
+            action TEXT NOT NULL,
+            drift TEXT,
+            by TEXT NOT NULL DEFAULT 'daemon',
+            pid INTEGER,
+            started_at TEXT NOT NULL,
+            deadline_at TEXT NOT NULL,
+            finished_at TEXT,
+            ok INTEGER,
+            result TEXT,
+            error TEXT,
+            permanent INTEGER NOT NULL DEFAULT 0,
+            verdict TEXT NOT NULL DEFAULT 'pending'
+                CHECK (verdict IN ('pending','succeeded','failed','interrupted','superseded')),
+            judged_at TEXT
+        )""",
+        """INSERT INTO actions_v2 (id, uid, service, container, action, drift, started_at, deadline_at,
+                finished_at, ok, result, error, permanent, verdict, judged_at)
+           SELECT id, 'legacy-' || id, service, container, action, drift, started_at, started_at,
+                COALESCE(finished_at, started_at), ok, result, error, permanent,
+                CASE WHEN finished_at IS NULL THEN 'interrupted' ELSE verdict END, judged_at
+           FROM actions""",
+        "DROP TABLE actions",
+        "ALTER TABLE actions_v2 RENAME TO actions",
+        "CREATE INDEX actions_service ON actions (service, id)",
+        "CREATE INDEX actions_pending ON actions (service, id) WHERE verdict = 'pending'",
+        "CREATE INDEX actions_unfinished ON actions (deadline_at) WHERE finished_at IS NULL",
+        "CREATE INDEX actions_finished ON actions (service, finished_at)",
+        # Stops read as the operator's that may turn out to be the engine's own
+        # shutdown: kept until the evidence decides (design.md promise 1).
+        """CREATE TABLE observed_stops (
+            service TEXT PRIMARY KEY,
+            container TEXT NOT NULL,
+            container_id TEXT,
+            at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            previous_intent TEXT,
+            previous_source TEXT,
+            previous_reason TEXT
+        )""",
+        "PRAGMA user_version = 2",
     ),
 }
 
@@ -223,74 +277,116 @@ class Store(FeatureDB):
 
     # ------------------------------------------------------------------ actions
 
-    def begin_action(self, service: str, container: str, action: ActionKind, drift: DriftKind | None, now: datetime) -> int:
-        """Record an action before it runs, so its Docker events are known as ours."""
-        return self._x(
-            "INSERT INTO actions (service, container, action, drift, started_at) VALUES (?, ?, ?, ?, ?)",
-            (service, container, action.value, drift.value if drift else None, rfc3339(now)),
-        )
+    def begin_action(self, rec: ActionRecord) -> None:
+        """Record an action before it runs, so its Docker events are known as ours
+        (dockwarden.actions). Older pending actions of the service are superseded.
 
-    def finish_action(self, action_id: int, outcome: Outcome, now: datetime) -> None:
+        Raises:
+            sqlite3.Error: the write failed (the caller decides; see ``actions``).
+        """
+        now = rfc3339(rec.started_at)
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE actions SET verdict = 'superseded', judged_at = ? WHERE service = ? AND verdict = 'pending'",
+                (now, rec.service),
+            )
+            db.execute(
+                "INSERT INTO actions (uid, service, container, container_id, action, drift, by, pid, started_at, "
+                "deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.uid, rec.service, rec.container, rec.container_id, rec.action.value,
+                 rec.drift.value if rec.drift else None, rec.by.value, rec.pid, now, rfc3339(rec.deadline_at)),
+            )
+
+    def finish_action(self, uid: str, outcome: Outcome, now: datetime) -> None:
         """Record the API call's result. A failed call is judged failed at once;
         a successful one waits for the next observation (the closed loop)."""
         self._x(
             "UPDATE actions SET finished_at = ?, ok = ?, result = ?, error = ?, permanent = ?, "
-            "verdict = CASE WHEN ? THEN verdict ELSE 'failed' END, "
-            "judged_at = CASE WHEN ? THEN judged_at ELSE ? END WHERE id = ?",
+            "verdict = CASE WHEN ? OR verdict != 'pending' THEN verdict ELSE 'failed' END, "
+            "judged_at = CASE WHEN ? OR verdict != 'pending' THEN judged_at ELSE ? END WHERE uid = ?",
             (rfc3339(now), int(outcome.ok), outcome.result, outcome.error, int(outcome.permanent),
-             int(outcome.ok), int(outcome.ok), rfc3339(now), action_id),
+             int(outcome.ok), int(outcome.ok), rfc3339(now), uid),
         )
 
-    def judge_action(self, action_id: int, verdict: str, now: datetime) -> None:
+    def judge_action(self, uid: str, verdict: str, now: datetime) -> None:
+        """Set the verdict of a pending action (``succeeded``, ``failed``, ``interrupted``)."""
         self._x(
-            "UPDATE actions SET verdict = ?, judged_at = ? WHERE id = ? AND verdict = 'pending'",
-            (verdict, rfc3339(now), action_id),
+            "UPDATE actions SET verdict = ?, judged_at = ? WHERE uid = ? AND verdict = 'pending'",
+            (verdict, rfc3339(now), uid),
         )
 
     def pending_actions(self) -> dict[str, PendingAction]:
-        """The newest unjudged action per service (earlier pending ones are stale)."""
+        """The newest unjudged action per service (index ``actions_pending``)."""
         out: dict[str, PendingAction] = {}
         for r in self._q(
-            "SELECT id, service, container, action, drift, started_at FROM actions "
-            "WHERE verdict = 'pending' ORDER BY id"
+            "SELECT uid, service, container, container_id, action, drift, by, started_at, deadline_at, finished_at "
+            "FROM actions WHERE verdict = 'pending' ORDER BY id"
         ):
             out[r["service"]] = PendingAction(
-                id=r["id"], service=r["service"], container=r["container"], action=ActionKind(r["action"]),
+                id=r["uid"], service=r["service"], container=r["container"], action=ActionKind(r["action"]),
                 started_at=parse_time(r["started_at"]),  # type: ignore[arg-type]
                 drift=DriftKind(r["drift"]) if r["drift"] else None,
+                finished=r["finished_at"] is not None, deadline_at=parse_time(r["deadline_at"]),
+                container_id=r["container_id"], by=ActionBy(r["by"]),
             )
         return out
 
-    def supersede_pending(self, service: str, keep_id: int, now: datetime) -> None:
-        """Older pending actions of a service are judged failed by a newer one."""
-        self._x(
-            "UPDATE actions SET verdict = 'failed', judged_at = ? WHERE service = ? AND verdict = 'pending' AND id < ?",
-            (rfc3339(now), service, keep_id),
-        )
+    def unfinished_actions(self) -> list[dict[str, Any]]:
+        """Actions whose call never returned (``finished_at`` NULL): uid, service,
+        action, by, pid, started_at, deadline_at."""
+        return [dict(r) for r in self._q(
+            "SELECT uid, service, container, action, by, pid, started_at, deadline_at FROM actions "
+            "WHERE finished_at IS NULL ORDER BY id")]
 
-    def recent_action_on(self, container: str, since: datetime, until: datetime,
-                         actions: tuple[ActionKind, ...]) -> bool:
-        """True when dockwarden began one of ``actions`` on this container between
-        ``since`` and ``until`` (or one is still running). Used to tell our own
-        Docker events from the operator's."""
+    def interrupt_action(self, uid: str, now: datetime, why: str) -> bool:
+        """Close an action whose call never returned: verdict ``interrupted``.
+        Returns True when it was still open."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE actions SET finished_at = ?, ok = 0, error = ?, "
+                "verdict = CASE WHEN verdict = 'pending' THEN 'interrupted' ELSE verdict END, "
+                "judged_at = COALESCE(judged_at, ?) WHERE uid = ? AND finished_at IS NULL",
+                (rfc3339(now), why, rfc3339(now), uid),
+            )
+            return cur.rowcount > 0
+
+    def own_action(self, service: str, container_id: str | None, at: datetime, slack_s: float,
+                   actions: tuple[ActionKind, ...]) -> str | None:
+        """The uid of dockwarden's own action that explains an engine event, else None.
+
+        An action explains an event on its service at time ``at`` when it is one
+        of ``actions``, it started no later than ``at + slack_s``, and it was
+        still running then: finished no earlier than ``at - slack_s``, or not
+        finished and its deadline not passed. An action that recorded a
+        container id explains only that container's events, unless it creates
+        containers (recreate, compose_up). Bounded in time on both sides, so an
+        interrupted action never explains later events (issue 8).
+        """
         marks = ",".join("?" for _ in actions)  # placeholders only, values are parameters
+        lo, hi = rfc3339(at - timedelta(seconds=slack_s)), rfc3339(at + timedelta(seconds=slack_s))
         rows = self._q(
-            "SELECT 1 FROM actions WHERE container = ? AND action IN (" + marks + ") "
-            "AND ((started_at >= ? AND started_at <= ?) OR finished_at IS NULL) LIMIT 1",
-            (container, *[a.value for a in actions], rfc3339(since), rfc3339(until)),
+            "SELECT uid, action, container_id FROM actions WHERE service = ? AND action IN (" + marks + ") "
+            "AND started_at <= ? AND ((finished_at IS NOT NULL AND finished_at >= ?) "
+            "OR (finished_at IS NULL AND deadline_at >= ?)) ORDER BY id DESC LIMIT 5",
+            (service, *[a.value for a in actions], hi, lo, lo),
         )
-        return bool(rows)
+        for r in rows:
+            if (r["container_id"] is None or container_id is None or r["container_id"] == container_id
+                    or r["action"] in (ActionKind.RECREATE.value, ActionKind.COMPOSE_UP.value)):
+                return r["uid"]
+        return None
 
     def action_stats(self, window: int = ACTION_STATS_WINDOW) -> dict[str, tuple[int, str | None]]:
         """Per service: (failed actions in a row since the last success, last failure text).
 
-        Reads only the newest ``window`` judged actions (this runs every pass; the
+        Interrupted and superseded actions count neither way. Reads only the
+        newest ``window`` judged actions (this runs every pass; the
         table grows for the daemon's whole life). Failure streaks longer than the
         window count as the window's share, which is far past every guardrail.
         """
         out: dict[str, tuple[int, str | None]] = {}
-        rows = self._q("SELECT service, verdict, error, permanent FROM actions WHERE verdict != 'pending' "
-                       "ORDER BY id DESC LIMIT ?", (int(window),))
+        rows = self._q("SELECT service, verdict, error, permanent FROM actions "
+                       "WHERE verdict IN ('succeeded', 'failed') ORDER BY id DESC LIMIT ?", (int(window),))
         done: set[str] = set()
         for r in rows:
             s = r["service"]
@@ -323,6 +419,43 @@ class Store(FeatureDB):
 
     def last_actions(self, limit: int = 50) -> list[dict[str, Any]]:
         return [dict(r) for r in self._q("SELECT * FROM actions ORDER BY id DESC LIMIT ?", (int(limit),))]
+
+    # ------------------------------------------------------------------ observed stops
+
+    def put_observed_stop(self, service: str, container: str, container_id: str | None, at: datetime,
+                          event: str, previous: IntentRecord | None) -> None:
+        """Remember an operator stop that the engine's own shutdown could explain
+        (``operator_intent``), with the intent it replaced, until evidence decides."""
+        self._x(
+            "INSERT INTO observed_stops (service, container, container_id, at, event, previous_intent, "
+            "previous_source, previous_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(service) DO UPDATE SET "
+            "container=excluded.container, container_id=excluded.container_id, at=excluded.at, event=excluded.event",
+            (service, container, container_id, rfc3339(at), event,
+             previous.intent.value if previous else None, previous.source.value if previous else None,
+             previous.reason if previous else None),
+        )
+
+    def observed_stops(self) -> list[dict[str, Any]]:
+        """The remembered stops, oldest first; ``at`` parsed, ``previous`` an
+        :class:`IntentRecord` or None."""
+        out = []
+        for r in self._q("SELECT * FROM observed_stops ORDER BY at"):
+            d = dict(r)
+            d["at"] = parse_time(d["at"])
+            d["previous"] = (IntentRecord(service=d["service"], intent=Intent(d["previous_intent"]),
+                                          source=IntentSource(d["previous_source"]), recorded_at=d["at"],
+                                          reason=d["previous_reason"] or "")
+                             if d["previous_intent"] else None)
+            out.append(d)
+        return out
+
+    def forget_observed_stop(self, service: str) -> None:
+        self._x("DELETE FROM observed_stops WHERE service = ?", (service,))
+
+    def forget_observed_stops_before(self, before: datetime) -> int:
+        """Drop remembered stops older than ``before``; returns how many."""
+        with self.transaction() as db:
+            return db.execute("DELETE FROM observed_stops WHERE at < ?", (rfc3339(before),)).rowcount
 
     # ------------------------------------------------------------------ guards
 

@@ -58,9 +58,10 @@ def test_missing_compose_service_is_brought_back_with_compose_up(tmp_path, compo
     project, wd = compose_project
     flt = {"label": [f"com.docker.compose.project={project}", "com.docker.compose.service=sleeper"]}
     (c,) = docker_client.containers.list(filters=flt)
-    inv = write_inventory(tmp_path / "inv", [{"name": "sleeper", "compose_project": project}])
+    inv = write_inventory(tmp_path / "inv", [{"name": "sleeper", "compose_project": project,
+                                              "compose_file": str(wd / "docker-compose.yml")}])
     d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
-    time.sleep(2)
+    d.wait_event(lambda e: e["type"] == "daemon_ready")
     c.remove(force=True)
     e = d.wait_event(lambda e: e["type"] == "action_started" and e["service"] == "sleeper", timeout=20)
     assert e["action"] == "compose_up"

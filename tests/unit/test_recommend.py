@@ -158,7 +158,7 @@ def test_crash_loop_of_bad_command_is_blocked():
 
 
 def test_crash_loop_missing_container_uses_missing_rule():
-    r = rec_for(None, K.CRASH_LOOP, s=spec("web", compose_project="shop"), source="history", attempts=3)
+    r = rec_for(None, K.CRASH_LOOP, s=spec("web", compose_project="shop", compose_file="/srv/shop/compose.yml"), source="history", attempts=3)
     assert r.action is A.COMPOSE_UP
 
 
@@ -194,7 +194,7 @@ def test_dependency_with_running_dependant_is_diagnostics():
 
 
 def test_missing_compose_recreate_blocked():
-    assert rec_for(None, K.MISSING, s=spec("web", compose_project="p")).action is A.COMPOSE_UP
+    assert rec_for(None, K.MISSING, s=spec("web", compose_project="p", compose_file="/srv/p/c.yml")).action is A.COMPOSE_UP
     r = rec_for(None, K.MISSING, h=history(recorded_spec={"Image": "x"}))
     assert (r.type, r.action) == (T.REQUIRED, A.RECREATE)
     r = rec_for(None, K.MISSING, h=history())
@@ -202,7 +202,8 @@ def test_missing_compose_recreate_blocked():
 
 
 def test_missing_prefers_compose_over_recorded_spec():
-    r = rec_for(None, K.MISSING, s=spec("web", compose_project="p"), h=history(recorded_spec={"a": 1}))
+    r = rec_for(None, K.MISSING, s=spec("web", compose_project="p", compose_file="/srv/p/c.yml"),
+                h=history(recorded_spec={"a": 1}))
     assert r.action is A.COMPOSE_UP
 
 
@@ -259,7 +260,7 @@ def test_blocked_beats_delay():
 
 
 def test_crash_loop_and_failed_deployment_beat_stopped_and_missing():
-    d = desired(spec("web"), spec("api", compose_project="p"))
+    d = desired(spec("web"), spec("api", compose_project="p", compose_file="/srv/p/c.yml"))
     w = world(container("web", "exited"))
     h = {"web": history(attempts=3), "api": history("api", failed_actions_in_row=1, last_failure="busy")}
     by = {r.subject: r for r in all_for(d, w, h)}
@@ -276,7 +277,7 @@ def test_stopped_beats_unhealthy_hand_built():
 
 
 def test_missing_beats_stopped_hand_built():
-    d = desired(spec("web", compose_project="p"))
+    d = desired(spec("web", compose_project="p", compose_file="/srv/p/c.yml"))
     fs = [finding(drift(K.STOPPED, state="exited", exit_code=1)), finding(drift(K.MISSING))]
     [r] = recommend_all(fs, world=world(), desired=d, histories={})
     assert r.action is A.COMPOSE_UP
@@ -330,3 +331,20 @@ def test_recommend_all_deterministic():
               container("x", health="unhealthy"), host_stats=host(available=MB))
     h = {"web": history(attempts=4)}
     assert all_for(d, w, h) == all_for(d, w, h)
+
+
+def test_missing_compose_without_inventory_file_recommends_the_command_only():
+    """Compose files come from the inventory only: a container's labels are chosen
+    by whoever creates it, so without compose_file dockwarden does not run compose."""
+    labels = {"com.docker.compose.project.config_files": "/tmp/evil.yml"}
+    r = rec_for(None, K.MISSING, s=spec("web", compose_project="p"), h=history(recorded_spec={"labels": labels}))
+    assert r.action is A.DIAGNOSTICS and r.type is T.RECOMMENDED
+    assert "docker compose -p p -f /tmp/evil.yml up -d --no-deps web" in r.reason
+    assert "compose_file" in r.reason
+
+
+def test_running_against_intent_stops_only_for_the_operators_dockwarden_stop():
+    cli = rec_for(container("web"), K.RUNNING_AGAINST_INTENT, intent_source="cli")
+    assert cli.action is A.STOP and cli.type is T.REQUIRED
+    inv = rec_for(container("web"), K.RUNNING_AGAINST_INTENT, intent_source="inventory")
+    assert inv.action is A.DIAGNOSTICS and inv.type is T.RECOMMENDED

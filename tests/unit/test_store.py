@@ -1,7 +1,7 @@
 from datetime import datetime, timedelta, timezone
 
-from dockwarden.model import (ActionKind, CircuitState, DriftKind, Event, EventType, GuardRecord, Intent,
-                              IntentSource, Outcome)
+from dockwarden.model import (ActionKind, ActionRecord, CircuitState, DriftKind, Event, EventType, GuardRecord,
+                              Intent, IntentRecord, IntentSource, Outcome)
 from dockwarden.store import SCHEMA_VERSION, Store
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
@@ -34,24 +34,95 @@ def test_guard_round_trip(tmp_path):
     assert s.guard("unknown") == GuardRecord(service="unknown")
 
 
-def test_actions_pending_judged_and_own_action_window(tmp_path):
+def _rec(uid, action=ActionKind.START, *, service="web", cid="c1", at=T0, deadline_s=60.0, drift=DriftKind.STOPPED):
+    return ActionRecord(uid=uid, service=service, container="web-1", container_id=cid, action=action, drift=drift,
+                        started_at=at, deadline_at=at + timedelta(seconds=deadline_s), pid=1)
+
+
+def test_actions_pending_judged_and_stats(tmp_path):
     s = Store(tmp_path / "db")
-    a1 = s.begin_action("web", "web-1", ActionKind.START, DriftKind.STOPPED, T0)
-    assert s.recent_action_on("web-1", T0 - timedelta(seconds=5), T0 + timedelta(seconds=5), (ActionKind.START,))
-    s.finish_action(a1, Outcome(ActionKind.START, "web", "web-1", ok=True, result="started"), T0)
-    assert not s.recent_action_on("web-1", T0 - timedelta(seconds=5), T0 + timedelta(seconds=5), (ActionKind.STOP,))
-    assert not s.recent_action_on("web-1", T0 + timedelta(seconds=60), T0 + timedelta(seconds=90), (ActionKind.START,))
-    assert s.pending_actions()["web"].id == a1
-    s.judge_action(a1, "failed", T0)
-    a2 = s.begin_action("web", "web-1", ActionKind.START, DriftKind.STOPPED, T0)
-    s.finish_action(a2, Outcome(ActionKind.START, "web", "web-1", ok=False, error="boom", permanent=True), T0)
+    s.begin_action(_rec("a1"))
+    p = s.pending_actions()["web"]
+    assert p.id == "a1" and not p.finished and p.container_id == "c1"
+    s.finish_action("a1", Outcome(ActionKind.START, "web", "web-1", ok=True, result="started"), T0)
+    assert s.pending_actions()["web"].finished
+    s.judge_action("a1", "failed", T0)
+    s.begin_action(_rec("a2"))
+    s.finish_action("a2", Outcome(ActionKind.START, "web", "web-1", ok=False, error="boom", permanent=True), T0)
     assert "web" not in s.pending_actions()  # a failed call is judged at once
     n, last = s.action_stats()["web"]
     assert n == 2 and last.startswith("permanent: boom")
-    a3 = s.begin_action("web", "web-1", ActionKind.START, None, T0)
-    s.finish_action(a3, Outcome(ActionKind.START, "web", "web-1", ok=True, result="started"), T0)
-    s.judge_action(a3, "succeeded", T0)
+    s.begin_action(_rec("a3", drift=None))
+    s.finish_action("a3", Outcome(ActionKind.START, "web", "web-1", ok=True, result="started"), T0)
+    s.judge_action("a3", "succeeded", T0)
     assert s.action_stats()["web"] == (0, None)
+
+
+def test_a_newer_action_supersedes_an_older_pending_one(tmp_path):
+    s = Store(tmp_path / "db")
+    s.begin_action(_rec("old"))
+    s.begin_action(_rec("new", at=T0 + timedelta(seconds=5)))
+    assert s.pending_actions()["web"].id == "new"
+    assert {r["uid"]: r["verdict"] for r in s.last_actions()} == {"old": "superseded", "new": "pending"}
+    assert "web" not in s.action_stats()  # superseded counts neither way
+
+
+def test_own_action_window_is_bounded_by_finish_and_deadline(tmp_path):
+    """An unfinished action explains events only until its deadline; a finished
+    one only until its finish (+ slack): one interrupted action cannot blind the
+    daemon to every later operator stop (issue 8, finding 2)."""
+    s = Store(tmp_path / "db")
+    kinds = (ActionKind.STOP,)
+    s.begin_action(_rec("st", ActionKind.STOP, deadline_s=40))
+    assert s.own_action("web", "c1", T0 + timedelta(seconds=10), 2, kinds) == "st"  # in flight
+    assert s.own_action("web", "c1", T0 + timedelta(seconds=10), 2, (ActionKind.START,)) is None  # other kind
+    assert s.own_action("web", "c2", T0 + timedelta(seconds=10), 2, kinds) is None  # other container
+    assert s.own_action("other", "c1", T0 + timedelta(seconds=10), 2, kinds) is None  # other service
+    assert s.own_action("web", "c1", T0 + timedelta(seconds=45), 2, kinds) is None  # past its deadline
+    assert s.own_action("web", "c1", T0 - timedelta(seconds=5), 2, kinds) is None  # before it began
+    assert s.interrupt_action("st", T0 + timedelta(seconds=12), "interrupted")
+    assert not s.interrupt_action("st", T0 + timedelta(seconds=13), "again")  # closed once
+    assert s.own_action("web", "c1", T0 + timedelta(seconds=13), 2, kinds) == "st"  # within the slack
+    assert s.own_action("web", "c1", T0 + timedelta(seconds=20), 2, kinds) is None  # after it was closed
+    assert s.last_actions()[0]["verdict"] == "interrupted"
+    assert s.unfinished_actions() == []
+
+
+def test_creating_actions_explain_events_of_new_containers(tmp_path):
+    s = Store(tmp_path / "db")
+    s.begin_action(_rec("rc", ActionKind.RECREATE))
+    assert s.own_action("web", "new-id", T0 + timedelta(seconds=1), 2, (ActionKind.RECREATE,)) == "rc"
+
+
+def test_observed_stops_round_trip(tmp_path):
+    s = Store(tmp_path / "db")
+    prev = IntentRecord("web", Intent.STOPPED, IntentSource.CLI, T0, "dockwarden stop")
+    s.put_observed_stop("web", "web-1", "c1", T0, "die", prev)
+    s.put_observed_stop("db", "db-1", "c2", T0 + timedelta(seconds=100), "stop", None)
+    [old, new] = s.observed_stops()
+    assert old["service"] == "web" and old["previous"].source is IntentSource.CLI and new["previous"] is None
+    assert s.forget_observed_stops_before(T0 + timedelta(seconds=50)) == 1
+    assert [x["service"] for x in s.observed_stops()] == ["db"]
+
+
+def test_migration_from_version_1_keeps_actions_and_closes_unfinished_ones(tmp_path):
+    import sqlite3
+
+    from dockwarden.store import _MIGRATIONS
+
+    db = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    for stmt in _MIGRATIONS[1]:
+        db.execute(stmt)
+    db.execute("INSERT INTO actions (service, container, action, started_at, finished_at, verdict) "
+               "VALUES ('web', 'web', 'start', '2026-11-21T10:00:00.000Z', '2026-11-21T10:00:01.000Z', 'succeeded')")
+    db.execute("INSERT INTO actions (service, container, action, started_at) "
+               "VALUES ('web', 'web', 'stop', '2026-11-21T10:01:00.000Z')")
+    db.close()
+    s = Store(tmp_path / "db")
+    rows = {r["action"]: r for r in s.last_actions()}
+    assert rows["start"]["verdict"] == "succeeded" and rows["start"]["uid"] == "legacy-1"
+    assert rows["stop"]["verdict"] == "interrupted" and rows["stop"]["finished_at"] is not None
+    assert s.unfinished_actions() == [] and s.pending_actions() == {}
 
 
 def test_events_query_and_sql_injection_is_inert(tmp_path):
@@ -121,8 +192,8 @@ def test_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path):
 
 def test_action_stats_reads_a_bounded_window(tmp_path):
     s = Store(tmp_path / "db")
-    for _ in range(5):
-        a = s.begin_action("web", "web-1", ActionKind.START, None, T0)
-        s.finish_action(a, Outcome(ActionKind.START, "web", "web-1", ok=False, error="boom"), T0)
+    for i in range(5):
+        s.begin_action(_rec(f"a{i}", drift=None))
+        s.finish_action(f"a{i}", Outcome(ActionKind.START, "web", "web-1", ok=False, error="boom"), T0)
     assert s.action_stats()["web"][0] == 5
     assert s.action_stats(window=3)["web"][0] == 3

@@ -243,7 +243,8 @@ class ContainerObserver:
             (e.g. ``20.10.24+dfsg1``), ``api_version`` (negotiated, e.g. ``1.41``),
             ``cgroup_version`` (``"1"`` or ``"2"``), ``cgroup_driver``
             (``cgroupfs``/``systemd``), ``name`` (engine host name),
-            ``ncpu``, ``mem_total_bytes``, ``stats_source`` (reader in use).
+            ``ncpu``, ``mem_total_bytes``, ``stats_source`` (reader in use),
+            ``system_time`` (the engine's clock, RFC 3339).
         Raises:
             Exceptions in :data:`ENGINE_ERRORS`: the engine is unreachable.
         """
@@ -259,6 +260,7 @@ class ContainerObserver:
             "ncpu": info.get("NCPU"),
             "mem_total_bytes": info.get("MemTotal"),
             "stats_source": self.stats_source,
+            "system_time": info.get("SystemTime"),
         }
         self._info = out
         return out

@@ -15,6 +15,7 @@ arrives as ``health_status: ...`` when it changes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -140,6 +141,7 @@ class EventStream:
                 item = event_from_dict(ev)
                 if item is None:
                     continue
+                item = dataclasses.replace(item, received_at=model.utcnow())
                 if self.ignore_exec and item.base_action.startswith("exec_"):
                     continue
                 self.out.put(item)

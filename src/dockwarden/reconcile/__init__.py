@@ -7,7 +7,8 @@ standard library are imported here.
 """
 
 from dockwarden.reconcile.assess import assess, priority_of, summarize
-from dockwarden.reconcile.drift import detect_drift, effective_intent, find_container
+from dockwarden.reconcile.drift import detect_drift, effective_intent
+from dockwarden.reconcile.resolve import find_container
 from dockwarden.reconcile.policy import (
     backoff_delay_s,
     budget_exhausted,

@@ -31,6 +31,7 @@ from dockwarden.model import (
     WorldState,
     rfc3339,
 )
+from dockwarden.reconcile.resolve import ServiceIndex, find_container
 
 #: Docker ``State.Status`` values in which a service is down (not running).
 DOWN_STATES = frozenset({"exited", "dead", "created"})
@@ -46,38 +47,6 @@ ENABLE_LABEL = "dockwarden.enable"
 HOST = "host"
 
 _MiB = 1024 * 1024
-
-
-def _matches(spec: ServiceSpec, c: ContainerState) -> bool:
-    if spec.compose_project:
-        return c.compose_project == spec.compose_project and c.compose_service == (
-            spec.compose_service or spec.name
-        )
-    return c.name == spec.container_name
-
-
-def find_container(spec: ServiceSpec, world: WorldState) -> ContainerState | None:
-    """The container that realises a service, if the engine has one.
-
-    Compose services (``spec.compose_project`` set) match by the labels
-    ``com.docker.compose.project`` == ``compose_project`` and
-    ``com.docker.compose.service`` == ``compose_service or name`` (as observed
-    into ``ContainerState.compose_project/compose_service``); other services
-    match ``ContainerState.name == spec.container_name``.
-
-    When a scaled compose service has several containers, a running one is
-    preferred, then the first by name, so the choice is deterministic.
-
-    Args:
-        spec (ServiceSpec): The service.
-        world (WorldState): The observed node.
-    Returns:
-        ContainerState | None: None when no container matches (drift ``missing``).
-    """
-    found = [c for c in world.containers if _matches(spec, c)]
-    if not found:
-        return None
-    return min(found, key=lambda c: (not c.running, c.name, c.id))
 
 
 def effective_intent(spec: ServiceSpec, intent: IntentRecord | None) -> Intent:
@@ -209,8 +178,19 @@ def _down_drift(spec: ServiceSpec, c: ContainerState | None,
 def _service_drifts(spec: ServiceSpec, desired: DesiredState, world: WorldState,
                     intents: Mapping[str, IntentRecord], history: ServiceHistory | None,
                     policy: Policy, now: datetime) -> list[Drift]:
-    if effective_intent(spec, intents.get(spec.name)) is not Intent.RUNNING:
-        return []  # never start what the operator stopped (flatrun, Monit)
+    recorded = intents.get(spec.name)
+    if effective_intent(spec, recorded) is not Intent.RUNNING:
+        # Never start what the operator stopped (flatrun, Monit); but say so when it runs anyway.
+        c = find_container(spec, world)
+        if c is None or not c.running:
+            return []
+        source = recorded.source.value if recorded is not None else spec.source.value
+        return [Drift(
+            DriftKind.RUNNING_AGAINST_INTENT, spec.name, container=c.name,
+            reason=f"{spec.name}: container {c.name} runs though its intent is stopped ({source})",
+            details={"intent_source": source, "intent_reason": recorded.reason if recorded else "",
+                     "intent_recorded_at": rfc3339(recorded.recorded_at) if recorded else None},
+        )]
     c = find_container(spec, world)
     primary = _down_drift(spec, c, history, now)
     problem = primary is not None
@@ -303,7 +283,8 @@ def detect_drift(desired: DesiredState, world: WorldState, intents: Mapping[str,
       ``disk_warn_percent`` (``level`` "warn") or ``disk_critical_percent``
       ("critical"). Comparisons are strict, as the policy fields document
       ("drops below", "exceeds", "fuller than").
-    * A service whose effective intent is ``stopped`` gets no drift at all.
+    * A service whose effective intent is ``stopped`` gets no drift, unless its
+      container runs: then ``running_against_intent`` (details ``intent_source``).
     * Running intent: no container -> ``missing``; exited/dead/created/paused ->
       ``stopped``; restarting -> ``crash_loop``; running and unhealthy ->
       ``unhealthy``. While down or unhealthy: ``guard.attempts >=
@@ -337,9 +318,9 @@ def detect_drift(desired: DesiredState, world: WorldState, intents: Mapping[str,
     for name in sorted(desired.services):
         spec = desired.services[name]
         drifts.extend(_service_drifts(spec, desired, world, intents, histories.get(name), policy, now))
-    specs = list(desired.services.values())
+    claimed = ServiceIndex(desired)
     for c in sorted(world.containers, key=lambda c: (c.name, c.id)):
-        if any(_matches(s, c) for s in specs):
+        if claimed.claims(c):
             continue
         if c.labels.get(ENABLE_LABEL, "").strip().lower() == "false":
             continue

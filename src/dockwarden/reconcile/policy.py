@@ -18,6 +18,7 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Literal
 
 from dockwarden.config import Policy, Window
+from dockwarden.reconcile.backoff import exponential_delay_s
 from dockwarden.model import (
     MUTATING_ACTIONS,
     ActionKind,
@@ -41,6 +42,10 @@ CREATING_ACTIONS = frozenset({ActionKind.RECREATE, ActionKind.COMPOSE_UP})
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: Tolerance between the engine's ``StartedAt`` and our clock when judging, seconds.
 CLOCK_SLACK_S = 1.0
+#: Look again this soon while an operator's stop is under way, seconds.
+HOLD_REQUEUE_S = 0.5
+#: Look again this soon while an action of the service is in flight, seconds.
+IN_FLIGHT_REQUEUE_S = 1.0
 
 
 def service_mode(global_mode: Mode, spec: ServiceSpec | None, policy: Policy) -> Mode:
@@ -110,12 +115,7 @@ def backoff_delay_s(attempts: int, policy: Policy) -> float:
         ``min(initial_delay_s * 2**(attempts-1), max_delay_s)``: with defaults
         1, 2, 4, ... 256, 300, 300 s. Shape: kubelet CrashLoopBackOff.
     """
-    if attempts <= 0:
-        return 0.0
-    b = policy.backoff
-    if attempts > 64:  # 2**64 s is past any max; avoid float overflow
-        return float(b.max_delay_s)
-    return float(min(b.initial_delay_s * 2 ** (attempts - 1), b.max_delay_s))
+    return exponential_delay_s(attempts, policy.backoff.initial_delay_s, policy.backoff.max_delay_s)
 
 
 def _budget(spec: ServiceSpec | None, policy: Policy) -> tuple[int, float]:
@@ -142,7 +142,8 @@ def budget_exhausted(guard: GuardRecord, spec: ServiceSpec | None, policy: Polic
 
 
 def decide(rec: Recommendation, *, mode: Mode, intent: Intent | None, guard: GuardRecord | None,
-           spec: ServiceSpec | None, policy: Policy, now: datetime) -> Decision:
+           spec: ServiceSpec | None, policy: Policy, now: datetime,
+           pending: PendingAction | None = None, held: bool = False) -> Decision:
     """The guardrails' verdict: may this recommendation's action run now?
 
     First rule that applies wins:
@@ -152,6 +153,11 @@ def decide(rec: Recommendation, *, mode: Mode, intent: Intent | None, guard: Gua
        ``guardrails.dependency_wait_s``; BLOCKED sets ``blocked`` and, for a
        tracked service whose circuit is not already open, ``open_circuit``.
     2. Intent stopped and a starting action: "operator stopped it".
+    2a. ``held``: the operator's own stop is under way (a ``kill`` was seen and
+        its ``die`` not yet): wait, requeue after :data:`HOLD_REQUEUE_S`.
+    2b. An action of the service still in flight (``pending`` not finished):
+        wait, requeue after :data:`IN_FLIGHT_REQUEUE_S` (one action per service
+        at a time).
     3. Guard paused: "paused by operator".
     4. Circuit open: blocked, with the guard's message.
     5. Mode observe or recommend: no execution.
@@ -170,6 +176,8 @@ def decide(rec: Recommendation, *, mode: Mode, intent: Intent | None, guard: Gua
         spec (ServiceSpec | None): None for host and untracked subjects.
         policy (Policy): Guardrail settings.
         now (datetime): Aware UTC time of the pass.
+        pending (PendingAction | None): The service's newest unjudged action.
+        held (bool): The operator is stopping the service right now.
     Returns:
         Decision: ``execute`` True only when the action may run now.
     """
@@ -187,6 +195,11 @@ def decide(rec: Recommendation, *, mode: Mode, intent: Intent | None, guard: Gua
         return no(rec.reason)
     if intent is Intent.STOPPED and action in STARTING_ACTIONS:
         return no(f"{name}: operator stopped it; not running {action.value}")
+    if held:
+        return no(f"{name}: the operator is stopping it (kill seen, waiting for the container to exit)",
+                  requeue_after_s=HOLD_REQUEUE_S)
+    if pending is not None and not pending.finished:
+        return no(f"{name}: {pending.action.value} ({pending.id}) still in flight", requeue_after_s=IN_FLIGHT_REQUEUE_S)
     if guard is not None and guard.paused:
         return no(f"{name}: paused by operator (dockwarden resume {name})")
     if guard is not None and guard.circuit is CircuitState.OPEN:
@@ -311,7 +324,10 @@ def judge(pending: PendingAction, container: ContainerState | None, *, now: date
     * failed: the container is exited/dead with ``finished_at`` after the action
       began; or it is missing after an action other than recreate/compose_up; or
       ``now - pending.started_at > guardrails.action_timeout_s`` (default 60 s).
-    * pending: otherwise (e.g. restarting, or created but not started yet).
+    * pending: otherwise (e.g. restarting, or created but not started yet), and
+      always while the call has not returned (``pending.finished`` False).
+    * ``stop``: succeeded once the container is not running (or gone); failed
+      when it still runs after ``action_timeout_s``.
 
     Args:
         pending (PendingAction): The action taken, with its start time.
@@ -323,6 +339,14 @@ def judge(pending: PendingAction, container: ContainerState | None, *, now: date
         container that came up is a success even after the timeout.
     """
     since = pending.started_at
+    if not pending.finished:
+        return "pending"  # the call has not returned; its deadline closes it if it never does
+    if pending.action is ActionKind.STOP:
+        if container is None or not container.running:
+            return "succeeded"
+        if (now - since).total_seconds() > policy.guardrails.action_timeout_s:
+            return "failed"
+        return "pending"
     if container is not None:
         started = container.started_at
         if (container.running and container.health != "unhealthy" and started is not None

@@ -28,7 +28,11 @@ from dockwarden.model import (
     ServiceSpec,
     WorldState,
 )
-from dockwarden.reconcile.drift import HOST, find_container
+from dockwarden.reconcile.drift import HOST
+from dockwarden.reconcile.resolve import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, find_container
+
+#: Label compose writes with the project's config files (comma-separated).
+COMPOSE_FILES_LABEL = "com.docker.compose.project.config_files"
 
 A, T = ActionKind, RecommendationType
 
@@ -118,11 +122,33 @@ def _oom_advice(c: ContainerState | None) -> list[str]:
             "set a limit and look for the process that grew"]
 
 
+def compose_command_text(project: str, service: str, files: Sequence[str]) -> str:
+    """The ``docker compose ... up -d --no-deps SERVICE`` command a person can run."""
+    fs = "".join(f" -f {f}" for f in files)
+    return f"docker compose -p {project}{fs} up -d --no-deps {service}"
+
+
 def _missing(finding: Finding, spec: ServiceSpec | None, history: ServiceHistory | None) -> Recommendation:
     name = finding.subject
+    labels = ((history.recorded_spec or {}).get("labels") or {}) if history is not None else {}
     if spec is not None and spec.compose_project:
-        return _rec(finding, T.REQUIRED, A.COMPOSE_UP,
-                    f"{name}: container missing; bring it up with compose project {spec.compose_project!r}")
+        service = spec.compose_service or spec.name
+        if spec.compose_file:
+            return _rec(finding, T.REQUIRED, A.COMPOSE_UP,
+                        f"{name}: container missing; bring it up with compose project {spec.compose_project!r}")
+        files = [f for f in (labels.get(COMPOSE_FILES_LABEL) or "").split(",") if f]
+        return _rec(finding, T.RECOMMENDED, A.DIAGNOSTICS,
+                    f"{name}: container missing; dockwarden runs compose only with a compose_file from the "
+                    f"inventory: run `{compose_command_text(spec.compose_project, service, files)}`, "
+                    f"or add compose_file to {name}'s inventory entry",
+                    ["the file named by the container's labels is not trusted: whoever creates a container "
+                     "chooses its labels"])
+    if spec is not None and spec.source.value == "label" and labels.get(COMPOSE_PROJECT_LABEL):
+        project, service = labels[COMPOSE_PROJECT_LABEL], labels.get(COMPOSE_SERVICE_LABEL) or name
+        files = [f for f in (labels.get(COMPOSE_FILES_LABEL) or "").split(",") if f]
+        return _rec(finding, T.RECOMMENDED, A.DIAGNOSTICS,
+                    f"{name}: compose container removed; bring it back with compose: "
+                    f"`{compose_command_text(project, service, files)}`")
     if history is not None and history.recorded_spec:
         return _rec(finding, T.REQUIRED, A.RECREATE,
                     f"{name}: container missing; recreate it from its recorded spec")
@@ -159,6 +185,14 @@ def _service(finding: Finding, c: ContainerState | None, spec: ServiceSpec | Non
         return _rec(finding, T.REQUIRED, A.DELAY,
                     f"{name}: waiting for {', '.join(deps)} to be running and healthy",
                     notes, dependencies=deps)
+    if d.kind is DriftKind.RUNNING_AGAINST_INTENT:
+        if det.get("intent_source") == "cli":
+            return _rec(finding, T.REQUIRED, A.STOP,
+                        f"{name}: runs though the operator stopped it with `dockwarden stop`; stop it again",
+                        ["`dockwarden start " + name + "` records that it should run"])
+        return _rec(finding, T.RECOMMENDED, A.DIAGNOSTICS,
+                    f"{name}: runs though its intent is stopped ({det.get('intent_source')}); "
+                    f"`dockwarden stop {name}` to stop it, or `dockwarden start {name}` if it should run")
     if d.kind is DriftKind.MISSING:
         return _missing(finding, spec, history)
     if state not in ("running", "paused") and d.kind in (
