@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 #: Event types sent when a channel names none.
 DEFAULT_EVENTS = frozenset({
     EventType.INCIDENT_OPENED.value, EventType.INCIDENT_ESCALATED.value, EventType.INCIDENT_RESOLVED.value,
-    EventType.INCIDENT_REMINDER.value, EventType.RECONCILE_BLOCKED.value, EventType.RECOVERY_COMPLETED.value, EventType.NOTIFY_TEST.value,
+    EventType.INCIDENT_REMINDER.value, EventType.RECONCILE_BLOCKED.value, EventType.RECOVERY_COMPLETED.value,
+    EventType.NOTIFY_TEST.value,
 })
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
