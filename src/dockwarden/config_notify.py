@@ -47,8 +47,9 @@ class Channel(_Section):
     min_priority: str = Field("P3", pattern=_PRIORITY)
     """Send only events at this priority or worse (P0 is the worst)."""
     events: list[str] = Field(default_factory=list)
-    """Only these event types (empty: the default set: incident_opened, incident_resolved,
-    incident_reminder, reconcile_blocked, recovery_completed, notify_test)."""
+    """Only these event types (empty: the default set: incident_opened, incident_escalated,
+    incident_resolved, incident_reminder, reconcile_blocked, recovery_completed, notify_test).
+    A channel that lists incident_opened also gets incident_escalated."""
     max_per_hour: int = Field(30, ge=1)
     """Per-channel rate limit; messages over it wait in the queue."""
 

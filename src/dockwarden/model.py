@@ -175,6 +175,7 @@ class EventType(enum.StrEnum):
     INCIDENT_RESOLVED = "incident_resolved"
     INCIDENT_REMINDER = "incident_reminder"
     INCIDENT_REOPENED = "incident_reopened"  # flapping: the drift came back soon after it resolved
+    INCIDENT_ESCALATED = "incident_escalated"  # an open incident got worse than ever announced (P3 -> P1)
     NOTIFICATION_DELIVERED = "notification_delivered"
     NOTIFICATION_FAILED = "notification_failed"
     NOTIFICATION_DROPPED = "notification_dropped"

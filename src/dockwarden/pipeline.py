@@ -476,7 +476,7 @@ class Reconciler:
         tried = self.store.tried_since(inc.subject, inc.opened_at)
         todo = None
         for d in ev.decisions:
-            if d.recommendation.subject == inc.subject:
+            if d.recommendation.subject in (inc.subject, t.finding and t.finding.subject):
                 rec = d.recommendation
                 todo = "; ".join([rec.reason, *rec.advice]) if d.execute or not d.blocked else d.reason
                 if d.execute:
@@ -494,6 +494,10 @@ class Reconciler:
                        reason=f"incident #{inc.id} reopened (flap {inc.flaps}): {inc.reason}; it resolves after "
                               f"{self.policy.incidents.flap_window_s:g} s without the drift",
                        details={**details, "flaps": inc.flaps}, **common)
+        elif t.kind == "escalated":
+            self._emit(EventType.INCIDENT_ESCALATED, now=now,
+                       reason=f"incident #{inc.id} escalated {t.previous_priority} -> {inc.priority}: {inc.reason}",
+                       details={**details, "previous_priority": t.previous_priority}, **common)
         elif t.kind == "reminder":
             age = (now - inc.opened_at).total_seconds()
             self._emit(EventType.INCIDENT_REMINDER, now=now,

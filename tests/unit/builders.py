@@ -61,10 +61,11 @@ def desired(*specs: ServiceSpec) -> DesiredState:
     return DesiredState(node="local", services={s.name: s for s in specs})
 
 
-def disk(path: str = "/", percent: float = 50.0, total: int = 100 * GB) -> DiskUsage:
+def disk(path: str = "/", percent: float = 50.0, total: int = 100 * GB,
+         mountpoint: str | None = None) -> DiskUsage:
     used = int(total * percent / 100)
     return DiskUsage(path=path, total_bytes=total, used_bytes=used, free_bytes=total - used,
-                     percent=percent)
+                     percent=percent, mountpoint=mountpoint)
 
 
 def host(*, available: int = 4 * GB, swap_used: int = 0, disks: tuple[DiskUsage, ...] | None = None

@@ -133,3 +133,163 @@ def test_flap_damping_off(book):
     book.update([f("web")], now=T0, policy=pol)
     book.update([], now=T0 + timedelta(seconds=1), policy=pol)
     assert [x.kind for x in book.update([f("web")], now=T0 + timedelta(seconds=2), policy=pol)] == ["opened"]
+
+
+# --------------------------------------------------------------------------- escalation (issue 8)
+#
+# Findings are made the way a pass makes them: the host's disk drift from
+# detect_drift, the storage worker's from storage_drift, merged by
+# merge_disk_drifts and assessed (pipeline.Reconciler.evaluate). Default
+# thresholds: warn above 70 %, critical above 80 %. /var/lib/docker is on /,
+# as on most hosts: the host samples "/" and the root dir (one filesystem, one
+# drift: host:disk:/), the storage worker names it host:storage:/var/lib/docker.
+
+from dockwarden.model import Mode  # noqa: E402
+from dockwarden.reconcile.assess import assess  # noqa: E402
+from dockwarden.reconcile.drift import detect_drift, merge_disk_drifts  # noqa: E402
+from dockwarden.reconcile.usage import FilesystemUsage, StorageReport  # noqa: E402
+from dockwarden.storage.monitor import storage_drift  # noqa: E402
+from tests.unit import builders  # noqa: E402
+
+ROOT = "/var/lib/docker"
+
+
+def host_world(percent):
+    disks = (builders.disk("/", percent, mountpoint="/"), builders.disk(ROOT, percent, mountpoint="/"))
+    return builders.world(host_stats=builders.host(disks=disks))
+
+
+def storage_report(percent):
+    total = 100 * builders.GB
+    used = int(total * percent / 100)
+    fs = FilesystemUsage(path=ROOT, total_bytes=total, used_bytes=used, free_bytes=total - used,
+                         percent=percent, mount_point="/", fstype="ext4", device="/dev/sda1")
+    return StorageReport(T0, "overlay2", ROOT, fs)
+
+
+def disk_findings(host_percent, storage_percent=None):
+    """One pass's findings: the host's disk drift, plus the storage worker's when it
+    measured the root dir's filesystem at ``storage_percent``."""
+    drifts = detect_drift(builders.desired(), host_world(host_percent), {}, {}, POLICY, now=T0)
+    if storage_percent is not None:
+        sd = storage_drift(storage_report(storage_percent), POLICY)
+        drifts += [sd] if sd is not None else []
+    return assess(merge_disk_drifts(drifts), POLICY)
+
+
+def at(seconds):
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_disk_warn_to_critical_escalates_once_then_reminds_at_the_p1_cadence(book):
+    warn, crit = disk_findings(75.0), disk_findings(85.0)
+    assert [str(x.priority) for x in warn + crit] == ["P3", "P1"]
+    assert book.update(warn, now=at(0), policy=POLICY) == []
+    (opened,) = book.update(warn, now=at(60), policy=POLICY)
+    assert opened.kind == "opened" and opened.incident.priority == "P3"
+    (t,) = book.update(crit, now=at(120), policy=POLICY)
+    assert t.kind == "escalated" and t.incident.id == opened.incident.id
+    assert (t.previous_priority, t.incident.priority) == ("P3", "P1")
+    assert "85.0% full" in t.incident.reason and t.incident.details["level"] == "critical"
+    # the next passes: no second escalation, and reminders count from the escalation, at P1
+    assert book.update(crit, now=at(180), policy=POLICY) == []
+    assert book.update(crit, now=at(120 + 4 * 3600 - 1), policy=POLICY) == []
+    (r,) = book.update(crit, now=at(120 + 4 * 3600), policy=POLICY)
+    assert r.kind == "reminder" and r.incident.id == opened.incident.id
+    assert len(book.list(include_resolved=True)) == 1
+
+
+def test_deescalation_is_quiet_and_a_return_to_an_announced_priority_is_not_announced_again(book):
+    warn, crit = disk_findings(75.0), disk_findings(85.0)
+    (opened,) = book.update(crit, now=at(0), policy=POLICY)
+    assert opened.incident.priority == "P1"
+    # pruned back to warn: quiet, the incident stays open at P3 and is not reminded as P1
+    assert book.update(warn, now=at(3600), policy=POLICY) == []
+    assert book.get(opened.incident.id).priority == "P3"
+    assert book.get(opened.incident.id).peak_priority == "P1"
+    assert book.update(warn, now=at(5 * 3600), policy=POLICY) == []
+    # critical again: P1 was announced already, so no escalation; the reminder is due (last message at 0)
+    (r,) = book.update(crit, now=at(5 * 3600 + 60), policy=POLICY)
+    assert r.kind == "reminder" and r.incident.priority == "P1"
+    # hovering around the threshold sends nothing more
+    for i, fs in enumerate([warn, crit, warn, crit]):
+        assert book.update(fs, now=at(5 * 3600 + 120 + i), policy=POLICY) == []
+    assert len(book.list(include_resolved=True)) == 1
+
+
+def test_escalation_of_an_acknowledged_incident_is_announced_and_clears_the_ack(book):
+    warn, crit = disk_findings(75.0), disk_findings(85.0)
+    book.update(warn, now=at(0), policy=POLICY)
+    (opened,) = book.update(warn, now=at(60), policy=POLICY)
+    book.ack(opened.incident.id, at(90))
+    (t,) = book.update(crit, now=at(120), policy=POLICY)
+    assert t.kind == "escalated" and t.incident.state == "open" and t.incident.acknowledged_at is None
+
+
+def test_disk_to_storage_switch_keeps_one_incident_and_escalates_it(book):
+    (opened,) = [x for x in (book.update(disk_findings(75.0), now=at(s), policy=POLICY) for s in (0, 60)) if x][0]
+    assert (opened.incident.subject, opened.incident.priority) == ("host:disk:/", "P3")
+    # The storage worker measured the filesystem above critical before the host's own
+    # sample did: its host:storage:/var/lib/docker drift supersedes the host's.
+    switch = disk_findings(79.0, storage_percent=81.0)
+    assert [(x.subject, str(x.priority)) for x in switch] == [(f"host:storage:{ROOT}", "P1")]
+    (t,) = book.update(switch, now=at(120), policy=POLICY)
+    assert t.kind == "escalated" and t.incident.id == opened.incident.id
+    assert t.incident.reason.startswith(f"Docker storage: {ROOT} 81.0% full")
+    assert book.update(disk_findings(85.0, storage_percent=85.0), now=at(180), policy=POLICY) == []
+    # pruned: the storage drift is gone, the host still says warn: the same incident, quietly P3
+    assert book.update(disk_findings(75.0), now=at(240), policy=POLICY) == []
+    assert [(i.id, i.priority) for i in book.list()] == [(opened.incident.id, "P3")]
+    (r,) = book.update([], now=at(300), policy=POLICY)
+    assert r.kind == "resolved" and r.incident.id == opened.incident.id
+    assert len(book.list(include_resolved=True)) == 1
+
+
+def test_critical_disk_stays_one_p1_incident_when_the_storage_worker_takes_over(book):
+    (opened,) = book.update(disk_findings(85.0), now=at(0), policy=POLICY)
+    assert (opened.incident.subject, opened.incident.priority) == ("host:disk:/", "P1")
+    for s in (60, 120):  # neither resolved nor opened again, nor escalated
+        assert book.update(disk_findings(85.0, storage_percent=85.0), now=at(s), policy=POLICY) == []
+    assert [(i.id, i.priority) for i in book.list()] == [(opened.incident.id, "P1")]
+
+
+def test_a_flapping_incident_that_comes_back_worse_is_reopened_and_escalated(book):
+    book.update(disk_findings(75.0), now=at(0), policy=POLICY)
+    (opened,) = book.update(disk_findings(75.0), now=at(60), policy=POLICY)
+    assert [x.kind for x in book.update([], now=at(120), policy=POLICY)] == ["resolved"]
+    t = book.update(disk_findings(85.0), now=at(180), policy=POLICY)  # within the flap window
+    assert [(x.kind, x.incident.id) for x in t] == [("reopened", opened.incident.id),
+                                                    ("escalated", opened.incident.id)]
+    assert t[1].previous_priority == "P3" and t[1].incident.priority == "P1"
+
+
+def test_pipeline_records_incident_escalated_and_the_notifier_queues_it(tmp_path):
+    from dockwarden.config_notify import Channel, Notify
+    from dockwarden.pipeline import Reconciler
+    from dockwarden.sinks.events import EventLog, read_jsonl
+    from dockwarden.sinks.notify import Notifier, Outbox
+    from dockwarden.store import Store
+
+    db = tmp_path / "dockwarden.db"
+    store, book, outbox = Store(db), IncidentBook(db, "local"), Outbox(db)
+    policy = Policy(notify=Notify(channel=[Channel(name="pager", url="json://127.0.0.1:1/x", min_priority="P2")]))
+    events = EventLog(tmp_path / "events.jsonl", store)
+    events.subscribers.append(Notifier(outbox, lambda: policy).on_event)
+    rec = Reconciler(store=store, events=events, executor=None, policy=policy, desired=builders.desired(),
+                     mode=Mode.AUTO, incidents=book)
+    try:
+        for s, percent in ((0, 75.0), (60, 75.0), (120, 85.0), (180, 85.0)):
+            rec.run_pass(host_world(percent), now=at(s))
+        incident_events = [e for e in read_jsonl(tmp_path / "events.jsonl") if e["type"].startswith("incident_")]
+        assert [(e["type"], e["priority"]) for e in incident_events] == [("incident_opened", "P3"),
+                                                                        ("incident_escalated", "P1")]
+        esc = incident_events[1]
+        assert esc["service"] == "host:disk:/" and esc["details"]["previous_priority"] == "P3"
+        assert esc["reason"].startswith("incident #1 escalated P3 -> P1: disk / 85.0% full")
+        # the P2 channel never heard of the P3 opening, and gets the escalation
+        assert [(m["event_type"], m["priority"]) for m in outbox.messages()] == [("incident_escalated", "P1")]
+        assert "incident escalated" in outbox.messages()[0]["title"]
+    finally:
+        outbox.close()
+        book.close()
+        store.close()

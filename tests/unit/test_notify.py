@@ -29,6 +29,18 @@ def test_wants_filters_by_type_and_priority():
     assert wants(only, ev(EventType.DRIFT_DETECTED)) and not wants(only, ev())
 
 
+def test_escalation_is_routed_like_an_opening_at_its_new_priority():
+    esc = ev(EventType.INCIDENT_ESCALATED, prio="P1", incident_id=3, previous_priority="P3")
+    for ch in (Channel(name="c", url="json://x", min_priority="P2"),
+               Channel(name="c", url="json://x", min_priority="P2", events=["incident_opened"])):
+        assert wants(ch, esc) and not wants(ch, ev(prio="P3"))  # the P3 opening was not sent
+    assert not wants(Channel(name="c", url="json://x", events=["incident_resolved"]), esc)
+    assert not wants(Channel(name="c", url="json://x", min_priority="P0"), esc)
+    title, body = render(esc)
+    assert title.startswith("[dockwarden] P1 incident escalated: web")
+    assert "Tried: nothing yet" in body and "dockwarden ack 3" in body
+
+
 def test_render_says_what_where_since_tried_todo():
     title, body = render(ev(incident_id=7, since="2026-11-21T11:59:00Z", tried=["start at 12:00:01Z: failed"],
                             todo="fix the command, then dockwarden resume web"))

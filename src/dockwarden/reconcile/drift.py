@@ -332,18 +332,48 @@ def detect_drift(desired: DesiredState, world: WorldState, intents: Mapping[str,
     return drifts
 
 
+def disk_filesystem(drift: Drift) -> str | None:
+    """The filesystem a disk-pressure drift is about, or None for any other drift.
+
+    Both reports of a full disk name it the same way: the host's
+    ``host:disk:<path>`` drift (:func:`detect_drift`) and the storage worker's
+    ``host:storage:<root dir>`` drift (``storage/monitor.py``) carry the
+    filesystem's mount point in ``details["mountpoint"]``; a drift without one
+    (mount point unknown) falls back to ``details["path"]``. The disk-trend
+    forecast (``level`` "trend", ``reconcile/trends.py``) is not a pressure
+    report and gets None.
+
+    Returns:
+        str | None: e.g. "/" for ``/var/lib/docker`` on the root filesystem.
+    """
+    det = drift.details
+    if (drift.kind is not DriftKind.RESOURCE_PRESSURE or det.get("resource") != "disk"
+            or det.get("level") not in ("warn", "critical")):
+        return None
+    fs = det.get("mountpoint") or det.get("path")
+    return str(fs) if fs else None
+
+
 def merge_disk_drifts(drifts: list[Drift]) -> list[Drift]:
     """One disk-pressure finding per filesystem.
 
     The storage worker's ``host:storage:<root>`` drift (the same P1 condition,
     with the breakdown of what fills the disk) supersedes the plain
-    ``host:disk:<path>`` drift of the same filesystem (its ``details["path"]`` is
-    the mount point), so one full disk is one finding and one incident.
+    ``host:disk:<path>`` drift (warn or critical) of the same filesystem, as
+    :func:`disk_filesystem` names it (the mount point), so one full disk is one
+    finding. The two samples are taken at different times, so the host may
+    still say "warn" while the storage worker measured "critical": the storage
+    drift exists only above the critical level, so it is the worse and the
+    richer report either way. (Incidents key both on the filesystem anyway:
+    ``reconcile/incident_rules.py`` ``incident_key``.)
+
+    Args:
+        drifts (list[Drift]): One pass's drifts, host's and workers'.
+    Returns:
+        list[Drift]: The same drifts in the same order, minus the superseded ones.
     """
-    richer = {d.details.get("path") for d in drifts
-              if d.subject.startswith(f"{HOST}:storage:") and d.kind is DriftKind.RESOURCE_PRESSURE}
+    richer = {disk_filesystem(d) for d in drifts if d.subject.startswith(f"{HOST}:storage:")} - {None}
     if not richer:
         return drifts
     return [d for d in drifts
-            if not (d.subject.startswith(f"{HOST}:disk:") and d.details.get("level") == "critical"
-                    and (d.details.get("mountpoint") or d.details.get("path")) in richer)]
+            if not (d.subject.startswith(f"{HOST}:disk:") and disk_filesystem(d) in richer)]

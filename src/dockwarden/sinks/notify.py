@@ -1,9 +1,13 @@
 """Notifications: events -> messages -> a delivery queue in SQLite -> apprise.
 
 - :class:`Notifier` subscribes to the event log. An event whose type a channel
-  wants (default: incident opened/resolved/reminder, ``reconcile_blocked``,
-  ``recovery_completed``) and whose priority is at least the channel's
-  ``min_priority`` becomes one queued message per channel.
+  wants (default: incident opened/escalated/resolved/reminder,
+  ``reconcile_blocked``, ``recovery_completed``) and whose priority is at least
+  the channel's ``min_priority`` becomes one queued message per channel. An
+  ``incident_escalated`` event is routed like an ``incident_opened`` one (a
+  channel that lists ``incident_opened`` gets it too) at its new priority, so a
+  P3 -> P1 escalation reaches a ``min_priority = "P2"`` channel that never saw
+  the P3 opening.
 - :class:`NotifyWorker` delivers queued messages on its own thread with apprise.
   A failed delivery is retried with backoff (``retry_initial_delay_s`` doubling
   to ``retry_max_delay_s``) and dropped after ``give_up_after_s``; the queue is a
@@ -34,8 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Event types sent when a channel names none.
 DEFAULT_EVENTS = frozenset({
-    EventType.INCIDENT_OPENED.value, EventType.INCIDENT_RESOLVED.value, EventType.INCIDENT_REMINDER.value,
-    EventType.RECONCILE_BLOCKED.value, EventType.RECOVERY_COMPLETED.value, EventType.NOTIFY_TEST.value,
+    EventType.INCIDENT_OPENED.value, EventType.INCIDENT_ESCALATED.value, EventType.INCIDENT_RESOLVED.value,
+    EventType.INCIDENT_REMINDER.value, EventType.RECONCILE_BLOCKED.value, EventType.RECOVERY_COMPLETED.value,
+    EventType.NOTIFY_TEST.value,
 })
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -66,9 +71,12 @@ def _pval(p: str | None) -> int:
 
 def wants(channel: Channel, event: Event) -> bool:
     """Does this channel want this event? (type filter, then priority; an event
-    without a priority counts as P2)."""
+    without a priority counts as P2; ``incident_escalated`` passes the type
+    filter of a channel that wants ``incident_opened``: an escalation is the
+    opening of a worse problem)."""
     types = set(channel.events) or DEFAULT_EVENTS
-    if event.type.value not in types:
+    if event.type.value not in types and not (event.type is EventType.INCIDENT_ESCALATED
+                                              and EventType.INCIDENT_OPENED.value in types):
         return False
     return _pval(event.priority) <= _pval(channel.min_priority)
 
@@ -79,7 +87,8 @@ def render(event: Event) -> tuple[str, str]:
     where = " / ".join(x for x in (f"node {event.node}", event.service and f"service {event.service}",
                                    event.container and f"container {event.container}") if x)
     head = {
-        "incident_opened": "incident opened", "incident_resolved": "resolved", "incident_reminder": "still open",
+        "incident_opened": "incident opened", "incident_escalated": "incident escalated",
+        "incident_resolved": "resolved", "incident_reminder": "still open",
         "reconcile_blocked": "needs a person", "recovery_completed": "recovery after restart",
         "notify_test": "test message",
     }.get(event.type.value, event.type.value)
@@ -93,7 +102,7 @@ def render(event: Event) -> tuple[str, str]:
     tried = d.get("tried")
     if tried:
         lines.append("Tried: " + "; ".join(tried))
-    elif event.type.value in ("incident_opened", "incident_reminder", "reconcile_blocked"):
+    elif event.type.value in ("incident_opened", "incident_escalated", "incident_reminder", "reconcile_blocked"):
         lines.append("Tried: nothing yet")
     for key, label in (("brought_back", "Brought back"), ("left_stopped", "Left stopped on purpose"),
                        ("failed", "Failed to come back")):

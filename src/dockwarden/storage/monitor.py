@@ -290,22 +290,7 @@ class StorageMonitor(PeriodicWorker):
 
     def _storage_drift(self, report: StorageReport, policy: Policy, now: datetime, status: str) -> Drift | None:
         """The P1 breakdown drift, while the root dir's filesystem is above P1."""
-        fs = report.filesystem
-        crit = policy.thresholds.disk_critical_percent
-        if report.engine_error or fs is None or fs.percent <= crit:
-            return None
-        full = report.to_json(policy.storage.top_n)
-        reason = f"Docker storage: {fs.path} {fs.percent:.1f}% full (> {crit:g}%): {report.breakdown_line()}"
-        if status:
-            reason += f"; {status}"
-        return Drift(DriftKind.RESOURCE_PRESSURE, subject_of(report), reason=reason, details={
-            "resource": "disk", "level": "critical", "path": fs.path, "percent": fs.percent,
-            "threshold_percent": crit, "driver": report.driver, "root_dir": report.root_dir,
-            "breakdown": {k: full[k] for k in ("images", "containers", "volumes", "build_cache")},
-            "top": full["top"], "recipe": status,
-            "volumes": [{"name": v.name, "bytes": v.size_bytes, "ref_count": v.ref_count}
-                        for v in volume_advice(report, policy.storage.top_n)],
-        })
+        return storage_drift(report, policy, status)
 
     def _housekeeping(self, policy: Policy, now: datetime) -> list[Drift]:
         h = policy.housekeeping
@@ -332,3 +317,33 @@ class StorageMonitor(PeriodicWorker):
             gone = {r.item.path for r in done if r.ok}
             stale = [s for s in stale if s.path not in gone]
         return housekeeping_drifts(stale)
+
+
+def storage_drift(report: StorageReport, policy: Policy, status: str = "") -> Drift | None:
+    """The storage worker's P1 breakdown drift, while the root dir's filesystem
+    is above ``thresholds.disk_critical_percent``; None otherwise.
+
+    Subject ``host:storage:<root dir>``, kind ``resource_pressure``; details
+    ``resource`` "disk", ``level`` "critical", ``path`` (the root dir),
+    ``mountpoint`` (its filesystem's mount point, as the host's
+    ``host:disk:<path>`` drift names it: ``merge_disk_drifts`` and the incident
+    key match the two on it), ``percent``, the breakdown, the top consumers,
+    the volumes to review and ``recipe`` (``status``: what the recipe did or why not).
+    """
+    fs = report.filesystem
+    crit = policy.thresholds.disk_critical_percent
+    if report.engine_error or fs is None or fs.percent <= crit:
+        return None
+    full = report.to_json(policy.storage.top_n)
+    reason = f"Docker storage: {fs.path} {fs.percent:.1f}% full (> {crit:g}%): {report.breakdown_line()}"
+    if status:
+        reason += f"; {status}"
+    return Drift(DriftKind.RESOURCE_PRESSURE, subject_of(report), reason=reason, details={
+        "resource": "disk", "level": "critical", "path": fs.path, "percent": fs.percent,
+        "mountpoint": fs.mount_point, "threshold_percent": crit, "driver": report.driver,
+        "root_dir": report.root_dir,
+        "breakdown": {k: full[k] for k in ("images", "containers", "volumes", "build_cache")},
+        "top": full["top"], "recipe": status,
+        "volumes": [{"name": v.name, "bytes": v.size_bytes, "ref_count": v.ref_count}
+                    for v in volume_advice(report, policy.storage.top_n)],
+    })
