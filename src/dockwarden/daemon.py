@@ -37,7 +37,7 @@ from dockwarden.execute import Executor
 from dockwarden.incidents import IncidentBook
 from dockwarden.lock import acquire_lock
 from dockwarden.inventory import merge_labelled
-from dockwarden.model import ActionBy, EngineEvent, Event, EventType, Mode, WorldState, parse_time, utcnow
+from dockwarden.model import ActionBy, Drift, EngineEvent, Event, EventType, Mode, WorldState, parse_time, utcnow
 from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
 from dockwarden.observe.events import EngineLost, EventStream, event_from_dict
 from dockwarden.observe.host import HostSampler
@@ -46,6 +46,7 @@ from dockwarden.observe.world import observe_world, replace_containers, write_wo
 from dockwarden.operator_intent import OperatorIntent
 from dockwarden.pipeline import PassResult, Reconciler
 from dockwarden.reconcile.backoff import exponential_delay_s
+from dockwarden.reconcile.drift import state_write_drift
 from dockwarden.reconcile.resolve import ServiceIndex
 from dockwarden.reconcile.spikes import SpikeState, update_spikes
 from dockwarden.recovery import RecoveryTracker
@@ -147,7 +148,7 @@ class Daemon:
         self.reconciler = Reconciler(store=self.store, events=self.events, executor=None, policy=policy,
                                      desired=desired, mode=self.mode_override or policy.guardrails.mode,
                                      incidents=self.incidents, protocol=self.protocol, runner=self.runner)
-        outbox = Outbox(state_dir / "dockwarden.db")
+        self.outbox = outbox = Outbox(state_dir / "dockwarden.db")
         notify_worker = NotifyWorker(outbox)
         self.events.subscribers.append(Notifier(outbox, lambda: self.reconciler.policy, notify_worker.kick).on_event)
         self.workers.append(notify_worker)
@@ -552,12 +553,27 @@ class Daemon:
                     subjects[c.name] = spec.name
         self.spikes, self.spike_drifts = update_spikes(self.spikes, world, self.reconciler.policy.spikes, subjects)
 
+    def _state_drifts(self) -> list[Drift]:
+        """Write out what is held in memory; while the state dir cannot be
+        written, a P1 finding says so (issue 8: a full disk is survived)."""
+        done = self.events.flush()
+        for db in (self.incidents, self.outbox):
+            done = db.flush_held() and done
+        if done:
+            return []
+        held = self.events.held + sum(db.held_count for db in (self.store, self.incidents, self.outbox))
+        dropped = self.events.dropped + sum(db.held_dropped for db in (self.store, self.incidents, self.outbox))
+        error = self.store.write_error or self.incidents.write_error or self.outbox.write_error or "cannot append"
+        return [state_write_drift(str(self.settings.state_dir), held=held, dropped=dropped, error=error)]
+
     def _pass(self, world: WorldState, full_pass: bool = True) -> PassResult:
         self.world = world
         now = utcnow()
+        state = self._state_drifts()
         if world.engine_ok:
             self.protocol.close_interrupted(now)
-        result = self.reconciler.run_pass(world, now=now, extra_drifts=self._worker_drifts() + self.spike_drifts,
+        result = self.reconciler.run_pass(world, now=now,
+                                          extra_drifts=self._worker_drifts() + self.spike_drifts + state,
                                           full_pass=full_pass, held=self.intent_reader.held(now))
         desired = result.evaluation.desired
         if world.engine_ok:
@@ -566,7 +582,12 @@ class Daemon:
             self.recovery.after_pass(desired, world, now, self.reconciler.policy.recovery.timeout_s)
         self.passes += 1
         for w in self.workers:
-            getattr(w, "after_pass", lambda _result: None)(result)  # e.g. the storage journal
+            hook = getattr(w, "after_pass", None)  # e.g. the storage journal
+            if hook is not None:
+                try:
+                    hook(result)
+                except Exception as e:  # a worker's hook (a full disk for the journal) never fails the pass
+                    log.error("worker %s: after_pass failed: %s", getattr(w, "name", w), e)
         try:
             write_world(world, self.settings.state_dir / "world.json")
         except OSError as e:

@@ -9,11 +9,17 @@ one lock, migrations applied on open. SQL always takes parameters.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+import time
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -77,6 +83,21 @@ def connect_db(path: str | Path) -> sqlite3.Connection:
     return db
 
 
+#: Most writes kept in memory while the state dir cannot be written (per store).
+HELD_WRITES_MAX = 20_000
+#: Fragments of SQLite's messages for "the file cannot be written now": disk full
+#: (SQLITE_FULL), read-only filesystem (SQLITE_READONLY), an I/O error
+#: (SQLITE_IOERR), another writer holding the lock too long (SQLITE_BUSY).
+_STORAGE_ERRORS = ("disk is full", "database or disk is full", "readonly", "read-only", "disk i/o error",
+                   "database is locked", "unable to open database file")
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """True for SQLite errors that mean "cannot write the file now" (retrying
+    later can succeed), as opposed to a bug (bad SQL, a constraint)."""
+    return isinstance(e, sqlite3.OperationalError) and any(m in str(e).lower() for m in _STORAGE_ERRORS)
+
+
 class FeatureDB:
     """Base of the feature stores that keep their own tables in ``dockwarden.db``
     (incidents, the notification outbox, storage samples, the container pool):
@@ -102,6 +123,10 @@ class FeatureDB:
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: cannot open database: {e}") from e
         self._lock = threading.RLock()
+        self._held: deque[tuple[str, tuple | dict]] = deque()
+        self.held_dropped = 0
+        self.write_error: str | None = None
+        self.held_since: float | None = None  # time.time() of the first held write
         with self._lock:
             self._migrate()
 
@@ -133,3 +158,80 @@ class FeatureDB:
         """Execute one statement; returns the last row id (0 when none)."""
         with self._lock:
             return self._db.execute(sql, params).lastrowid or 0
+
+    # ------------------------------------------------------------------ held writes
+
+    def _w(self, sql: str, params: tuple | dict = ()) -> int | None:
+        """Write one statement, or hold it in memory when the file cannot be
+        written (disk full, read-only, I/O error; :func:`is_storage_error`).
+
+        Held writes keep their order: while any are held, new ones queue behind
+        them (after one attempt to write the queue out). At most
+        :data:`HELD_WRITES_MAX` are held; beyond that the oldest are dropped and
+        counted in ``held_dropped``. Nothing already in the file is touched, so
+        a full disk never corrupts what was recorded (SQLite rolls the failed
+        statement back).
+
+        Returns:
+            int | None: the row id (0 when none), or None when the write was held.
+        Raises:
+            sqlite3.Error: any other error (a bug, not the disk).
+        """
+        with self._lock:
+            if self._held and not self._flush_locked():
+                self._hold(sql, params, None)
+                return None
+            try:
+                return self._db.execute(sql, params).lastrowid or 0
+            except sqlite3.OperationalError as e:
+                if not is_storage_error(e):
+                    raise
+                self._hold(sql, params, e)
+                return None
+
+    def _hold(self, sql: str, params: tuple | dict, e: BaseException | None) -> None:
+        if e is not None:
+            self.write_error = str(e)
+        if self.held_since is None:
+            self.held_since = time.time()
+            log.error("%s: cannot write (%s); holding writes in memory until it can", self.path, self.write_error)
+        if len(self._held) >= HELD_WRITES_MAX:
+            self._held.popleft()
+            self.held_dropped += 1
+        self._held.append((sql, params))
+
+    def _flush_locked(self) -> bool:
+        while self._held:
+            sql, params = self._held[0]
+            try:
+                self._db.execute(sql, params)
+            except sqlite3.OperationalError as e:
+                if not is_storage_error(e):
+                    log.error("%s: dropping a held write that fails: %s", self.path, e)
+                    self._held.popleft()
+                    continue
+                self.write_error = str(e)
+                return False
+            except sqlite3.Error as e:  # e.g. a constraint: the write can never succeed
+                log.error("%s: dropping a held write that fails: %s", self.path, e)
+                self._held.popleft()
+                continue
+            self._held.popleft()
+        if self.held_since is not None:
+            log.warning("%s: writable again; held writes recorded", self.path)
+        self.write_error, self.held_since = None, None
+        return True
+
+    def flush_held(self) -> bool:
+        """Write out held writes, in order. Returns True when none are left."""
+        with self._lock:
+            return self._flush_locked() if self._held else True
+
+    def writes_held(self) -> bool:
+        """True while writes wait in memory for the file to be writable."""
+        return bool(self._held)
+
+    @property
+    def held_count(self) -> int:
+        """Writes waiting in memory for the file to be writable again."""
+        return len(self._held)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +22,7 @@ from typing import AbstractSet, Any, Sequence
 
 from dockwarden.actions import ActionProtocol, ActionRunner
 from dockwarden.config import Policy
+from dockwarden.db import is_storage_error
 from dockwarden.execute import Executor, compose_target
 from dockwarden.incidents import IncidentBook, Transition
 from dockwarden.inventory import merge_labelled
@@ -282,8 +283,16 @@ class Reconciler:
                 if not outcome.ok and not outcome.permanent:
                     requeue.append(max(self.policy.backoff.initial_delay_s, 0.5))
         if world.engine_ok and self.incidents is not None:
-            for t in self.incidents.update(ev.findings, now=now, policy=self.policy, full_pass=full_pass,
-                                           hold=held_drifts):
+            try:
+                transitions = self.incidents.update(ev.findings, now=now, policy=self.policy, full_pass=full_pass,
+                                                    hold=held_drifts)
+            except sqlite3.OperationalError as e:
+                if not is_storage_error(e):
+                    raise
+                # Incidents are level-based: the next pass that can write opens them.
+                log.error("incidents: cannot write (%s); they follow once the state dir is writable", e)
+                transitions = []
+            for t in transitions:
                 self._record_incident(t, ev, now)
         # An unjudged action wants another look even if no event arrives.
         if any(h.pending for h in ev.histories.values()):

@@ -14,7 +14,7 @@ import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
-from dockwarden.db import FeatureDB, StoreError  # noqa: F401 - StoreError is part of the store's API
+from dockwarden.db import FeatureDB, StoreError, is_storage_error  # noqa: F401 - StoreError is part of the store's API
 from dockwarden.model import (
     ActionBy,
     ActionKind,
@@ -177,9 +177,45 @@ class Store(FeatureDB):
             version of dockwarden understands.
     """
 
+    def __init__(self, path):
+        # Overlays: what held writes (FeatureDB._w) will write, so reads see it
+        # while the state dir cannot be written (issue 8: a full disk is survived).
+        self._o_intents: dict[str, IntentRecord | None] = {}
+        self._o_guards: dict[str, GuardRecord] = {}
+        self._o_actions: dict[str, dict[str, Any]] = {}
+        self._o_checkpoints: dict[str, str] = {}
+        self._o_drifts: dict[tuple[str, str], dict[str, Any] | None] = {}
+        super().__init__(path)
+
     def transaction(self):
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error); same as ``tx()``."""
         return self.tx()
+
+    def _flush_locked(self) -> bool:
+        """Write out held writes, then the latest held checkpoints; the overlays
+        go once everything is written (so reads come from the file again)."""
+        if not super()._flush_locked():
+            return False
+        try:
+            for key, value in list(self._o_checkpoints.items()):
+                self._db.execute("INSERT INTO checkpoints (key, value) VALUES (?, ?) "
+                                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+        except sqlite3.OperationalError as e:
+            if not is_storage_error(e):
+                raise
+            self.write_error = str(e)
+            return False
+        for overlay in (self._o_intents, self._o_guards, self._o_actions, self._o_checkpoints, self._o_drifts):
+            overlay.clear()
+        return True
+
+    def flush_held(self) -> bool:
+        """Write out held writes (see :meth:`FeatureDB._w`). Returns True when
+        nothing is held any more."""
+        with self._lock:
+            if not self._held and not self._o_checkpoints:
+                return True
+            return self._flush_locked()
 
     def _migrate(self) -> None:
         # Read the version inside the write transaction, so two processes opening
@@ -208,29 +244,39 @@ class Store(FeatureDB):
                 recorded_at=parse_time(r["recorded_at"]),  # type: ignore[arg-type]
                 reason=r["reason"],
             )
+        for service, rec in list(self._o_intents.items()):
+            if rec is None:
+                out.pop(service, None)
+            else:
+                out[service] = rec
         return out
 
     def set_intent(self, service: str, intent: Intent, source: IntentSource, now: datetime, reason: str = "") -> bool:
         """Record an intent. Returns True when it changed (intent or source)."""
-        with self.transaction() as db:
-            row = db.execute("SELECT intent, source FROM intents WHERE service = ?", (service,)).fetchone()
-            if row and row["intent"] == intent.value and row["source"] == source.value:
+        with self._lock:
+            cur = self.intents().get(service)
+            if cur is not None and cur.intent == intent and cur.source == source:
                 return False
-            db.execute(
+            held = self._w(
                 "INSERT INTO intents (service, intent, source, recorded_at, reason) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(service) DO UPDATE SET intent=excluded.intent, source=excluded.source, "
                 "recorded_at=excluded.recorded_at, reason=excluded.reason",
                 (service, intent.value, source.value, rfc3339(now), reason),
-            )
+            ) is None
+            if held:
+                self._o_intents[service] = IntentRecord(service, intent, source, now, reason)
             return True
 
     def clear_intent(self, service: str) -> None:
-        self._x("DELETE FROM intents WHERE service = ?", (service,))
+        with self._lock:
+            if self._w("DELETE FROM intents WHERE service = ?", (service,)) is None:
+                self._o_intents[service] = None
 
     # ------------------------------------------------------------------ events
 
-    def insert_event(self, ev: Event) -> int:
-        return self._x(
+    def insert_event(self, ev: Event) -> int | None:
+        """Insert one event; None when the write is held (disk full)."""
+        return self._w(
             "INSERT INTO events (ts, type, node, service, container, drift, priority, action, reason, details) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -285,43 +331,75 @@ class Store(FeatureDB):
             sqlite3.Error: the write failed (the caller decides; see ``actions``).
         """
         now = rfc3339(rec.started_at)
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE actions SET verdict = 'superseded', judged_at = ? WHERE service = ? AND verdict = 'pending'",
-                (now, rec.service),
-            )
-            db.execute(
+        with self._lock:
+            a = self._w("UPDATE actions SET verdict = 'superseded', judged_at = ? WHERE service = ? "
+                        "AND verdict = 'pending'", (now, rec.service))
+            for o in self._o_actions.values():
+                if o["service"] == rec.service and o["verdict"] == "pending":
+                    o["verdict"] = "superseded"
+            b = self._w(
                 "INSERT INTO actions (uid, service, container, container_id, action, drift, by, pid, started_at, "
                 "deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (rec.uid, rec.service, rec.container, rec.container_id, rec.action.value,
                  rec.drift.value if rec.drift else None, rec.by.value, rec.pid, now, rfc3339(rec.deadline_at)),
             )
+            if a is None or b is None:
+                self._o_actions[rec.uid] = {
+                    "uid": rec.uid, "service": rec.service, "container": rec.container,
+                    "container_id": rec.container_id, "action": rec.action.value,
+                    "drift": rec.drift.value if rec.drift else None, "by": rec.by.value, "pid": rec.pid,
+                    "started_at": now, "deadline_at": rfc3339(rec.deadline_at), "finished_at": None,
+                    "verdict": "pending"}
 
     def finish_action(self, uid: str, outcome: Outcome, now: datetime) -> None:
         """Record the API call's result. A failed call is judged failed at once;
         a successful one waits for the next observation (the closed loop)."""
-        self._x(
-            "UPDATE actions SET finished_at = ?, ok = ?, result = ?, error = ?, permanent = ?, "
-            "verdict = CASE WHEN ? OR verdict != 'pending' THEN verdict ELSE 'failed' END, "
-            "judged_at = CASE WHEN ? OR verdict != 'pending' THEN judged_at ELSE ? END WHERE uid = ?",
-            (rfc3339(now), int(outcome.ok), outcome.result, outcome.error, int(outcome.permanent),
-             int(outcome.ok), int(outcome.ok), rfc3339(now), uid),
-        )
+        with self._lock:
+            held = self._w(
+                "UPDATE actions SET finished_at = ?, ok = ?, result = ?, error = ?, permanent = ?, "
+                "verdict = CASE WHEN ? OR verdict != 'pending' THEN verdict ELSE 'failed' END, "
+                "judged_at = CASE WHEN ? OR verdict != 'pending' THEN judged_at ELSE ? END WHERE uid = ?",
+                (rfc3339(now), int(outcome.ok), outcome.result, outcome.error, int(outcome.permanent),
+                 int(outcome.ok), int(outcome.ok), rfc3339(now), uid),
+            ) is None
+            o = self._overlay_action(uid) if held else None
+            if o is not None:
+                o["finished_at"] = rfc3339(now)
+                if not outcome.ok and o["verdict"] == "pending":
+                    o["verdict"] = "failed"
 
     def judge_action(self, uid: str, verdict: str, now: datetime) -> None:
         """Set the verdict of a pending action (``succeeded``, ``failed``, ``interrupted``)."""
-        self._x(
-            "UPDATE actions SET verdict = ?, judged_at = ? WHERE uid = ? AND verdict = 'pending'",
-            (verdict, rfc3339(now), uid),
-        )
+        with self._lock:
+            if self._w("UPDATE actions SET verdict = ?, judged_at = ? WHERE uid = ? AND verdict = 'pending'",
+                       (verdict, rfc3339(now), uid)) is None:
+                o = self._overlay_action(uid)
+                if o is not None and o["verdict"] == "pending":
+                    o["verdict"] = verdict
+
+    def _overlay_action(self, uid: str) -> dict[str, Any] | None:
+        """The overlay copy of an action (made from the file when first needed)."""
+        o = self._o_actions.get(uid)
+        if o is None:
+            rows = self._q("SELECT uid, service, container, container_id, action, drift, by, pid, started_at, "
+                           "deadline_at, finished_at, verdict FROM actions WHERE uid = ?", (uid,))
+            if not rows:
+                return None
+            o = self._o_actions[uid] = dict(rows[0])
+        return o
 
     def pending_actions(self) -> dict[str, PendingAction]:
         """The newest unjudged action per service (index ``actions_pending``)."""
         out: dict[str, PendingAction] = {}
-        for r in self._q(
+        rows = [dict(r) for r in self._q(
             "SELECT uid, service, container, container_id, action, drift, by, started_at, deadline_at, finished_at "
             "FROM actions WHERE verdict = 'pending' ORDER BY id"
-        ):
+        )]
+        if self._o_actions:
+            rows = [r for r in rows if r["uid"] not in self._o_actions]
+            rows += [o for o in self._o_actions.values() if o["verdict"] == "pending"]
+            rows.sort(key=lambda r: r["started_at"])
+        for r in rows:
             out[r["service"]] = PendingAction(
                 id=r["uid"], service=r["service"], container=r["container"], action=ActionKind(r["action"]),
                 started_at=parse_time(r["started_at"]),  # type: ignore[arg-type]
@@ -334,21 +412,37 @@ class Store(FeatureDB):
     def unfinished_actions(self) -> list[dict[str, Any]]:
         """Actions whose call never returned (``finished_at`` NULL): uid, service,
         action, by, pid, started_at, deadline_at."""
-        return [dict(r) for r in self._q(
+        rows = [dict(r) for r in self._q(
             "SELECT uid, service, container, action, by, pid, started_at, deadline_at FROM actions "
             "WHERE finished_at IS NULL ORDER BY id")]
+        if self._o_actions:
+            rows = [r for r in rows if r["uid"] not in self._o_actions]
+            rows += [o for o in self._o_actions.values() if o["finished_at"] is None]
+        return rows
 
     def interrupt_action(self, uid: str, now: datetime, why: str) -> bool:
         """Close an action whose call never returned: verdict ``interrupted``.
         Returns True when it was still open."""
-        with self.transaction() as db:
-            cur = db.execute(
+        with self._lock:
+            o = self._o_actions.get(uid)
+            if o is None:
+                rows = self._q("SELECT finished_at FROM actions WHERE uid = ?", (uid,))
+                if not rows or rows[0]["finished_at"] is not None:
+                    return False
+            elif o["finished_at"] is not None:
+                return False
+            held = self._w(
                 "UPDATE actions SET finished_at = ?, ok = 0, error = ?, "
                 "verdict = CASE WHEN verdict = 'pending' THEN 'interrupted' ELSE verdict END, "
                 "judged_at = COALESCE(judged_at, ?) WHERE uid = ? AND finished_at IS NULL",
                 (rfc3339(now), why, rfc3339(now), uid),
-            )
-            return cur.rowcount > 0
+            ) is None
+            o = self._overlay_action(uid) if held else None
+            if o is not None:
+                o["finished_at"] = rfc3339(now)
+                if o["verdict"] == "pending":
+                    o["verdict"] = "interrupted"
+            return True
 
     def own_action(self, service: str, container_id: str | None, at: datetime, slack_s: float,
                    actions: tuple[ActionKind, ...]) -> str | None:
@@ -370,7 +464,13 @@ class Store(FeatureDB):
             "OR (finished_at IS NULL AND deadline_at >= ?)) ORDER BY id DESC LIMIT 5",
             (service, *[a.value for a in actions], hi, lo, lo),
         )
-        for r in rows:
+        cands = [dict(r) for r in rows]
+        for o in self._o_actions.values():
+            if (o["service"] == service and o["action"] in {a.value for a in actions} and o["started_at"] <= hi
+                    and ((o["finished_at"] is not None and o["finished_at"] >= lo)
+                         or (o["finished_at"] is None and o["deadline_at"] >= lo))):
+                cands.insert(0, o)
+        for r in cands:
             if (r["container_id"] is None or container_id is None or r["container_id"] == container_id
                     or r["action"] in (ActionKind.RECREATE.value, ActionKind.COMPOSE_UP.value)):
                 return r["uid"]
@@ -426,7 +526,7 @@ class Store(FeatureDB):
                           event: str, previous: IntentRecord | None) -> None:
         """Remember an operator stop that the engine's own shutdown could explain
         (``operator_intent``), with the intent it replaced, until evidence decides."""
-        self._x(
+        self._w(
             "INSERT INTO observed_stops (service, container, container_id, at, event, previous_intent, "
             "previous_source, previous_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(service) DO UPDATE SET "
             "container=excluded.container, container_id=excluded.container_id, at=excluded.at, event=excluded.event",
@@ -450,12 +550,15 @@ class Store(FeatureDB):
         return out
 
     def forget_observed_stop(self, service: str) -> None:
-        self._x("DELETE FROM observed_stops WHERE service = ?", (service,))
+        self._w("DELETE FROM observed_stops WHERE service = ?", (service,))
 
     def forget_observed_stops_before(self, before: datetime) -> int:
         """Drop remembered stops older than ``before``; returns how many."""
-        with self.transaction() as db:
-            return db.execute("DELETE FROM observed_stops WHERE at < ?", (rfc3339(before),)).rowcount
+        with self._lock:
+            n = len(self._q("SELECT 1 FROM observed_stops WHERE at < ?", (rfc3339(before),)))
+            if n:
+                self._w("DELETE FROM observed_stops WHERE at < ?", (rfc3339(before),))
+            return n
 
     # ------------------------------------------------------------------ guards
 
@@ -474,14 +577,23 @@ class Store(FeatureDB):
         )
 
     def guards(self) -> dict[str, GuardRecord]:
-        return {r["service"]: self._guard_from_row(r) for r in self._q("SELECT * FROM guards")}
+        out = {r["service"]: self._guard_from_row(r) for r in self._q("SELECT * FROM guards")}
+        out.update(self._o_guards)
+        return out
 
     def guard(self, service: str) -> GuardRecord:
+        if service in self._o_guards:
+            return self._o_guards[service]
         rows = self._q("SELECT * FROM guards WHERE service = ?", (service,))
         return self._guard_from_row(rows[0]) if rows else GuardRecord(service=service)
 
     def put_guard(self, g: GuardRecord) -> None:
-        self._x(
+        with self._lock:
+            if self._put_guard(g) is None:
+                self._o_guards[g.service] = g
+
+    def _put_guard(self, g: GuardRecord) -> int | None:
+        return self._w(
             "INSERT INTO guards (service, attempts, attempt_times, last_attempt, next_attempt, circuit, "
             "circuit_opened_at, paused, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(service) DO UPDATE SET attempts=excluded.attempts, attempt_times=excluded.attempt_times, "
@@ -498,11 +610,11 @@ class Store(FeatureDB):
     def put_spec(self, service: str, container: str, spec: dict[str, Any], now: datetime) -> bool:
         """Record a tracked container's creation spec. Returns True when it changed."""
         blob = json.dumps(spec, sort_keys=True, default=str)
-        with self.transaction() as db:
-            row = db.execute("SELECT spec FROM specs WHERE service = ?", (service,)).fetchone()
-            if row and row["spec"] == blob:
+        with self._lock:
+            rows = self._q("SELECT spec FROM specs WHERE service = ?", (service,))
+            if rows and rows[0]["spec"] == blob:
                 return False
-            db.execute(
+            self._w(
                 "INSERT INTO specs (service, container, spec, seen_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(service) DO UPDATE SET container=excluded.container, spec=excluded.spec, seen_at=excluded.seen_at",
                 (service, container, blob, rfc3339(now)),
@@ -516,28 +628,47 @@ class Store(FeatureDB):
 
     def open_drifts(self) -> dict[tuple[str, str], dict[str, Any]]:
         """Drifts detected and not yet resolved, by (subject, kind)."""
-        return {(r["subject"], r["kind"]): dict(r) for r in self._q("SELECT * FROM drifts")}
+        out = {(r["subject"], r["kind"]): dict(r) for r in self._q("SELECT * FROM drifts")}
+        for key, row in list(self._o_drifts.items()):
+            if row is None:
+                out.pop(key, None)
+            else:
+                out.setdefault(key, row)
+        return out
 
     def open_drift(self, subject: str, kind: str, container: str | None, priority: str, reason: str, now: datetime) -> None:
-        self._x(
-            "INSERT OR IGNORE INTO drifts (subject, kind, container, priority, reason, since) VALUES (?, ?, ?, ?, ?, ?)",
-            (subject, kind, container, priority, reason, rfc3339(now)),
-        )
+        with self._lock:
+            if self._w(
+                "INSERT OR IGNORE INTO drifts (subject, kind, container, priority, reason, since) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (subject, kind, container, priority, reason, rfc3339(now)),
+            ) is None:
+                self._o_drifts[(subject, kind)] = {"subject": subject, "kind": kind, "container": container,
+                                                   "priority": priority, "reason": reason, "since": rfc3339(now)}
 
     def resolve_drift(self, subject: str, kind: str) -> None:
-        self._x("DELETE FROM drifts WHERE subject = ? AND kind = ?", (subject, kind))
+        with self._lock:
+            if self._w("DELETE FROM drifts WHERE subject = ? AND kind = ?", (subject, kind)) is None:
+                self._o_drifts[(subject, kind)] = None
 
     # ------------------------------------------------------------------ checkpoints
 
     def checkpoint(self, key: str) -> str | None:
+        if key in self._o_checkpoints:
+            return self._o_checkpoints[key]
         rows = self._q("SELECT value FROM checkpoints WHERE key = ?", (key,))
         return rows[0]["value"] if rows else None
 
     def set_checkpoint(self, key: str, value: str) -> None:
-        self._x(
-            "INSERT INTO checkpoints (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-            (key, value),
-        )
+        """Record a checkpoint. While writes are held, only the latest value per
+        key is kept (written out by :meth:`flush_held`), so a busy event stream
+        cannot crowd other held writes out."""
+        with self._lock:
+            if self._held:
+                self._o_checkpoints[key] = value
+                return
+            if self._w("INSERT INTO checkpoints (key, value) VALUES (?, ?) "
+                       "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value)) is None:
+                self._o_checkpoints[key] = value
 
     def prune_events(self, older_than: datetime) -> int:
         """Delete SQLite events older than a time (events.jsonl is never touched)."""

@@ -144,14 +144,17 @@ class Daemon:
             raise AssertionError(f"{cmd} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
         return r
 
-    def start(self, resync: float = 2.0) -> "Daemon":
+    def start(self, resync: float = 2.0, *, ready: bool = True) -> "Daemon":
+        """Start the daemon; with ``ready``, wait for its ``daemon_ready`` event (engine
+        connected, events subscribed, first pass done) instead of sleeping."""
         cmd = [sys.executable, "-m", "dockwarden", "run", "--state-dir", str(self.state_dir),
                "--inventory", str(self.inventory), "--resync", str(resync), *self.extra]
         if self.policy:
             cmd += ["--policy", str(self.policy)]
         self._log = open(self.log_path, "ab")
+        n = len(self.events())
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env())
-        self.wait_event(lambda e: e["type"] == "daemon_started", timeout=30)
+        self.wait_event(lambda e: e["type"] == ("daemon_ready" if ready else "daemon_started"), timeout=30, after=n)
         return self
 
     def stop(self) -> int | None:

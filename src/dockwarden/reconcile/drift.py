@@ -377,3 +377,26 @@ def merge_disk_drifts(drifts: list[Drift]) -> list[Drift]:
         return drifts
     return [d for d in drifts
             if not (d.subject.startswith(f"{HOST}:disk:") and disk_filesystem(d) in richer)]
+
+
+def state_write_drift(state_dir: str, *, held: int, dropped: int, error: str) -> Drift:
+    """The P1 finding while the state dir cannot be written (disk full,
+    read-only): dockwarden keeps observing and healing, and holds what it would
+    record in memory (bounded) until it can write again.
+
+    Args:
+        state_dir: the state dir's path.
+        held: records waiting in memory.
+        dropped: records dropped because the in-memory bound was reached.
+        error: the write error, e.g. ``database or disk is full``.
+    Returns:
+        Drift: ``resource_pressure`` on ``host:state`` with ``level`` critical (P1).
+    """
+    lost = f"; {dropped} dropped (memory bound reached)" if dropped else ""
+    return Drift(
+        DriftKind.RESOURCE_PRESSURE, f"{HOST}:state",
+        reason=f"cannot write the state dir {state_dir} ({error}): {held} records held in memory{lost}; "
+               "dockwarden keeps healing and writes them once there is space",
+        details={"resource": "state", "level": "critical", "path": state_dir, "held_records": held,
+                 "dropped_records": dropped, "error": error},
+    )

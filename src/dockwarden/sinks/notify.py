@@ -163,14 +163,14 @@ class Outbox(FeatureDB):
     COMPONENT = "notify"
     MIGRATIONS = _MIGRATIONS
 
-    def enqueue(self, channel: str, event: Event, title: str, body: str, now: datetime) -> int:
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO outbox (channel, event_type, priority, title, body, created_at, next_attempt_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (channel, event.type.value, event.priority, title, body, rfc3339(now), rfc3339(now)),
-            )
-            return cur.lastrowid or 0
+    def enqueue(self, channel: str, event: Event, title: str, body: str, now: datetime) -> int | None:
+        """Queue one message; None when the write is held in memory (disk full:
+        it is queued once the state dir can be written again)."""
+        return self._w(
+            "INSERT INTO outbox (channel, event_type, priority, title, body, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (channel, event.type.value, event.priority, title, body, rfc3339(now), rfc3339(now)),
+        )
 
     def due(self, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
         with self._lock:
