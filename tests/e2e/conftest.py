@@ -199,6 +199,22 @@ class Daemon:
             f"events:\n" + "\n".join(json.dumps(e) for e in self.events()[-40:])
         )
 
+    def wait_observed_after(self, t: float, timeout: float = 30) -> None:
+        """Wait until the daemon has made a new observation of the whole engine
+        (``world.json``'s ``observed_at``) later than ``t`` (time.time()): the fact
+        that a resync pass ran after something happened."""
+        from dockwarden.model import parse_time
+
+        def observed() -> bool:
+            try:
+                doc = json.loads((self.state_dir / "world.json").read_text())
+            except (OSError, ValueError):
+                return False
+            ts = parse_time(doc.get("observed_at"))
+            return ts is not None and ts.timestamp() > t
+
+        wait_for(observed, timeout, what=f"an observation after {t:.3f}")
+
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
