@@ -43,6 +43,7 @@ from dockwarden.cli_pool import app as pool_app, pool_workers  # noqa: E402
 app.add_typer(pool_app, name="pool")
 from dockwarden import cli_storage  # noqa: E402
 cli_storage.register(app)  # storage [--json], prune [--dry-run], journal [--date]
+from dockwarden.retention import RetentionWorker  # noqa: E402
 
 
 def daemon_workers(s: Settings) -> list:
@@ -51,6 +52,7 @@ def daemon_workers(s: Settings) -> list:
     workers: list = []
     workers += pool_workers(s)  # the container pool, when the policy sets [pool].image
     workers.append(cli_storage.storage_worker())  # storage samples, trends, disk-pressure recipe, housekeeping, journal
+    workers.append(RetentionWorker())  # [retention]: bounds every table and events.jsonl of the state dir
     return workers
 
 
