@@ -86,9 +86,12 @@ def rotate_if_over(path: str | Path, *, max_bytes: int, rotated_files: int, inco
     fd = os.open(_lock_path(p), os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        kept = []
         for n in rotated_numbers(p):
             if n > rotated_files:  # e.g. the policy now keeps fewer files
                 rotated_path(p, n).unlink(missing_ok=True)
+            else:
+                kept.append(n)
         try:
             size = p.stat().st_size
         except FileNotFoundError:
@@ -98,10 +101,10 @@ def rotate_if_over(path: str | Path, *, max_bytes: int, rotated_files: int, inco
         if rotated_files == 0:
             p.unlink()
             return True
-        for n in range(rotated_files - 1, 0, -1):
-            src = rotated_path(p, n)
-            if src.exists():
-                os.replace(src, rotated_path(p, n + 1))
+        # Newest last: .N-1 replaces .N (the oldest goes), ..., .1 becomes .2.
+        for n in reversed(kept):
+            if n < rotated_files:
+                os.replace(rotated_path(p, n), rotated_path(p, n + 1))
         os.replace(p, rotated_path(p, 1))
         return True
     finally:
