@@ -119,8 +119,9 @@ def test_read_events_skips_torn_lines_and_filters(tmp_path):
     assert read_events(tmp_path / "nowhere") == [] and oldest_event_time(tmp_path / "nowhere") is None
 
 
-def _writer(path: str, who: str, n: int, max_bytes: int) -> None:
-    log = EventLog(path, None, max_bytes=max_bytes, rotated_files=10_000)
+def _writer(path: str, who: str, n: int, max_bytes: int, rotated_files: int, barrier) -> None:
+    log = EventLog(path, None, max_bytes=max_bytes, rotated_files=rotated_files)
+    barrier.wait(timeout=60)  # all writers start together
     for i in range(n):
         log.send(Event(type=EventType.DRIFT_DETECTED, ts=NOW, node="local", service=who, reason=str(i),
                        details={"pad": "y" * (i % 97)}))
@@ -128,30 +129,52 @@ def _writer(path: str, who: str, n: int, max_bytes: int) -> None:
         raise SystemExit(1)
 
 
-def test_two_processes_appending_at_once_write_every_line_once_and_whole(tmp_path):
-    path = tmp_path / "events.jsonl"
-    n = 1500
+def _run_writers(path, writers: tuple[str, ...], n: int, max_bytes: int, rotated_files: int) -> list[bytes]:
+    """Run one process per writer, all appending at once; the files' contents, oldest first."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(path), who, n, 8192)) for who in ("daemon", "cli")]
+    barrier = ctx.Barrier(len(writers))
+    procs = [ctx.Process(target=_writer, args=(str(path), who, n, max_bytes, rotated_files, barrier))
+             for who in writers]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=120)
         assert p.exitcode == 0
-    files = event_files(tmp_path)
-    assert len(files) > 10  # many rotations happened while both wrote
-    contents = [f.read_bytes() for f in files]
-    longest = max(len(line) + 1 for data in contents for line in data.split(b"\n"))
-    seen: dict[str, list[int]] = {"daemon": [], "cli": []}
+    return [f.read_bytes() for f in event_files(path)]
+
+
+def _lines_by_writer(contents: list[bytes], writers: tuple[str, ...]) -> dict[str, list[int]]:
+    seen: dict[str, list[int]] = {w: [] for w in writers}
     for data in contents:
         assert data.endswith(b"\n")
         for line in data.split(b"\n")[:-1]:
             obj = json.loads(line)  # every line is one whole JSON object
             seen[obj["service"]].append(int(obj["reason"]))
-        # the other process may append one line between our size check and our write
-        assert len(data) <= 8192 + longest
-    # one rotation per overflow: each rotated file was full (the size is re-checked under the lock)
-    assert all(len(data) > 8192 - longest for data in contents[:-1])
-    for who, got in seen.items():
+    return seen
+
+
+def test_processes_appending_at_once_write_every_line_once_and_whole(tmp_path):
+    writers, n, max_bytes = ("daemon", "cli"), 1500, 8192
+    contents = _run_writers(tmp_path / "events.jsonl", writers, n, max_bytes, rotated_files=10_000)
+    assert len(contents) > 10  # many rotations happened while they wrote
+    longest = max(len(line) + 1 for data in contents for line in data.split(b"\n"))
+    for who, got in _lines_by_writer(contents, writers).items():
         assert got == list(range(n)), who  # each line exactly once, in each writer's order
-    assert not any(os.path.exists(str(path) + f".{k}") for k in range(len(files), len(files) + 3))
+    for data in contents:
+        # another process may append a line between our size check and our write
+        assert len(data) <= max_bytes + longest
+    # one rotation per overflow: each rotated file was full (the size is re-checked under the lock)
+    assert all(len(data) > max_bytes - longest for data in contents[:-1])
+
+
+def test_processes_rotating_at_once_lose_only_the_oldest_lines(tmp_path):
+    writers, n, max_bytes, kept = ("daemon", "cli", "cli2"), 1500, 2048, 50
+    contents = _run_writers(tmp_path / "events.jsonl", writers, n, max_bytes, rotated_files=kept)
+    assert len(contents) == kept + 1
+    longest = max(len(line) + 1 for data in contents for line in data.split(b"\n"))
+    assert sum(map(len, contents)) <= (kept + 1) * (max_bytes + 2 * longest)
+    seen = _lines_by_writer(contents, writers)
+    assert sum(1 for got in seen.values() if got) >= 2  # the kept files hold lines of several writers
+    for who, got in seen.items():
+        # a rotation racing another (no lock) or an overwrite would leave a gap or a repeat
+        assert got == list(range(got[0], n)) if got else True, who
