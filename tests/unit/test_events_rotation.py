@@ -178,3 +178,43 @@ def test_processes_rotating_at_once_lose_only_the_oldest_lines(tmp_path):
     for who, got in seen.items():
         # a rotation racing another (no lock) or an overwrite would leave a gap or a repeat
         assert got == list(range(got[0], n)) if got else True, who
+
+
+# --------------------------------------------------------------------------- `dockwarden events` and the files
+
+
+def _events_cli(state_dir, *args: str) -> list[str]:
+    from typer.testing import CliRunner
+
+    from dockwarden.cli import app
+
+    r = CliRunner().invoke(app, ["events", "--state-dir", str(state_dir), "--json", *args], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    return [json.loads(line)["reason"] for line in r.output.splitlines() if line.strip()]
+
+
+def test_events_command_reads_the_files_for_history_older_than_the_database(tmp_path):
+    from dockwarden.model import utcnow
+    from dockwarden.retention import prune_events
+    from dockwarden.store import Store
+
+    now = utcnow()  # `--since 90d` counts from the real clock
+    store = Store(tmp_path / "dockwarden.db")
+    log = EventLog(tmp_path / "events.jsonl", store, max_bytes=MAX, rotated_files=50)
+    for days, reason in ((60, "old"), (40, "older than the table"), (5, "recent"), (0, "now")):
+        e = ev(0)
+        log.send(Event(type=e.type, ts=now - timedelta(days=days), node="local", service="web", reason=reason))
+    for i in range(40):  # enough to rotate: the history is spread over several files
+        log.send(Event(type=EventType.DRIFT_DETECTED, ts=now, node="local", service="db", reason=f"fill{i}",
+                       details={"pad": "z" * 200}))
+    assert len(event_files(tmp_path)) > 2
+    assert prune_events(store, now=now, max_age_s=30 * 86400, max_rows=1000) == 2
+    store.close()
+
+    assert _events_cli(tmp_path, "--service", "web") == ["recent", "now"]  # the database
+    assert _events_cli(tmp_path, "--service", "web", "--since", "10d") == ["recent", "now"]
+    assert _events_cli(tmp_path, "--service", "web", "--since", "90d") == ["old", "older than the table",
+                                                                          "recent", "now"]
+    assert _events_cli(tmp_path, "--service", "web", "--since", "50d") == ["older than the table", "recent", "now"]
+    assert _events_cli(tmp_path, "--files", "--service", "web", "--limit", "3") == ["older than the table",
+                                                                                   "recent", "now"]

@@ -287,3 +287,15 @@ def oldest_event_time(source: str | Path) -> datetime | None:
             if isinstance(ts, str) and (t := parse_time(ts)) is not None:
                 return t
     return None
+
+
+def oldest_stored_event(store: Store) -> datetime | None:
+    """The ``ts`` of the oldest event in the SQLite ``events`` table (None: empty),
+    i.e. how far back the table reaches after retention.
+
+    Raises:
+        sqlite3.Error: the database cannot be read.
+    """
+    with store.tx() as conn:
+        row = conn.execute("SELECT MIN(ts) FROM events").fetchone()
+    return parse_time(row[0]) if row and row[0] else None
