@@ -29,11 +29,6 @@ def days_ago(n: float):
     return NOW - timedelta(days=n)
 
 
-def count(db, table: str) -> int:
-    with db.tx() as conn:
-        return conn.execute("SELECT COUNT(*) FROM " + table).fetchone()[0]  # table names are literals here
-
-
 def event(ts, reason: str = "", service: str | None = "web") -> Event:
     return Event(type=EventType.DRIFT_DETECTED, ts=ts, node="local", service=service, reason=reason)
 

@@ -181,8 +181,9 @@ def _assert_within_bounds(store: Store, now, inflow: dict[str, int], *, slack: b
     for name, age_s in (("incidents", BOUNDS.incidents_max_age_s), ("outbox", BOUNDS.outbox_max_age_s)):
         window_cycles = int(age_s / STEP.total_seconds()) + 1
         assert counts[name] <= window_cycles * inflow[name] + extra[name], (name, now, counts)
-    for table in ("specs", "guards", "intents", "drifts", "checkpoints"):
-        assert count(store, "SELECT COUNT(*) FROM " + table) <= 3, table  # table names are literals here
+    for sql in ("SELECT COUNT(*) FROM specs", "SELECT COUNT(*) FROM guards", "SELECT COUNT(*) FROM intents",
+                "SELECT COUNT(*) FROM drifts", "SELECT COUNT(*) FROM checkpoints"):
+        assert count(store, sql) <= 3, sql
     if not slack:  # right after a run, nothing older than its age limit is left
         ages = {
             "events": ("SELECT COUNT(*) FROM events WHERE ts < ?", BOUNDS.events_max_age_s),
