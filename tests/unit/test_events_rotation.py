@@ -179,6 +179,23 @@ def test_processes_rotating_at_once_lose_only_the_oldest_lines(tmp_path):
         assert got == list(range(got[0], n)) if got else True, who
 
 
+
+def test_reading_while_another_process_rotates_neither_repeats_nor_skips(tmp_path):
+    path = tmp_path / "events.jsonl"
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    writer = ctx.Process(target=_writer, args=(str(path), "daemon", 4000, 2048, 30, barrier))
+    writer.start()
+    barrier.wait(timeout=60)
+    reads = 0
+    while writer.is_alive() or reads == 0:
+        got = [int(e["reason"]) for e in read_events(tmp_path)]
+        if got:
+            assert got == list(range(got[0], got[0] + len(got))), "a read repeated or skipped lines"
+        reads += 1
+    writer.join(timeout=60)
+    assert writer.exitcode == 0 and reads > 5
+
 # --------------------------------------------------------------------------- `dockwarden events` and the files
 
 

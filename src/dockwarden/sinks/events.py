@@ -24,9 +24,10 @@ import logging
 import os
 import threading
 from collections import deque
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from dockwarden.config_retention import EVENTS_JSONL_MAX_BYTES, EVENTS_JSONL_ROTATED_FILES
 from dockwarden.model import Event, parse_time
@@ -201,33 +202,37 @@ class EventLog:
                 os.close(fd)
 
 
-def _lines(p: Path) -> Iterator[dict]:
-    """The JSON objects of one file, in file order; torn or foreign lines are skipped."""
+def _lines(f: BinaryIO, name: str | Path) -> Iterator[dict]:
+    """The JSON objects of one open file, in file order; torn or foreign lines are skipped."""
     skipped = 0
-    try:
-        f = p.open("rb")
-    except FileNotFoundError:  # rotated away between listing and opening
-        return
-    with f:
-        for raw in f:
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                skipped += 1
-                continue
-            if isinstance(obj, dict):
-                yield obj
-            else:
-                skipped += 1
+    for raw in f:
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            skipped += 1
+            continue
+        if isinstance(obj, dict):
+            yield obj
+        else:
+            skipped += 1
     if skipped:
-        log.warning("%s: skipped %d line(s) that are not whole JSON objects", p, skipped)
+        log.warning("%s: skipped %d line(s) that are not whole JSON objects", name, skipped)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Read every event of one ``events.jsonl`` file (skipping torn lines)."""
-    return list(_lines(Path(path)))
+    """Read every event of one ``events.jsonl`` file (skipping torn lines); [] when missing."""
+    try:
+        with open(path, "rb") as f:
+            return list(_lines(f, path))
+    except FileNotFoundError:
+        return []
+
+
+def _events_path(source: str | Path) -> Path:
+    p = Path(source)
+    return p / EVENTS_FILE if p.is_dir() else p
 
 
 def event_files(source: str | Path) -> list[Path]:
@@ -238,13 +243,41 @@ def event_files(source: str | Path) -> list[Path]:
     Returns:
         ``[events.jsonl.N, ..., events.jsonl.1, events.jsonl]`` (those that exist).
     """
-    p = Path(source)
-    if p.is_dir():
-        p = p / EVENTS_FILE
+    p = _events_path(source)
     files = [rotated_path(p, n) for n in reversed(rotated_numbers(p))]
     if p.exists():
         files.append(p)
     return files
+
+
+@contextmanager
+def _opened_event_files(source: str | Path) -> Iterator[list[tuple[Path, BinaryIO]]]:
+    """The event files, oldest first, opened under a shared ``flock`` of the rotation
+    lock (when it can be taken): a rotation cannot rename them between listing and
+    opening, and once open they read whole whatever is renamed or deleted later."""
+    p = _events_path(source)
+    opened: list[tuple[Path, BinaryIO]] = []
+    lock_fd = -1
+    try:
+        try:
+            lock_fd = os.open(_lock_path(p), os.O_RDONLY)
+            fcntl.flock(lock_fd, fcntl.LOCK_SH)
+        except OSError:  # no lock file yet (nothing rotated), or not ours to lock: read as is
+            pass
+        for f in event_files(p):
+            try:
+                opened.append((f, open(f, "rb")))
+            except FileNotFoundError:  # rotated away (only possible without the lock)
+                continue
+        if lock_fd >= 0:
+            os.close(lock_fd)
+            lock_fd = -1
+        yield opened
+    finally:
+        if lock_fd >= 0:
+            os.close(lock_fd)
+        for _, fh in opened:
+            fh.close()
 
 
 def read_events(source: str | Path, since: datetime | None = None, *, service: str | None = None,
@@ -252,7 +285,8 @@ def read_events(source: str | Path, since: datetime | None = None, *, service: s
     """Events from ``events.jsonl`` and its rotated files, oldest file first, each
     file in append order (the order events were recorded, give or take a line
     written by another process during a rotation). Torn lines (a crash mid-write)
-    and lines that are not JSON objects are skipped.
+    and lines that are not JSON objects are skipped. The files are opened together
+    under a shared lock, so a rotation meanwhile neither repeats nor skips a file.
 
     Args:
         source: the state dir, or the events file itself.
@@ -263,29 +297,33 @@ def read_events(source: str | Path, since: datetime | None = None, *, service: s
     Returns:
         list[dict]: events in the ``events.jsonl`` shape (``ts``, ``type``, ``node``,
         ``service``, ``container``, ``drift``, ``priority``, ``action``, ``reason``,
-        ``details``). Files that vanish while being read (rotated away) are skipped.
+        ``details``); [] when there is no file.
+    Raises:
+        OSError: a file exists but cannot be read (e.g. permissions).
     """
     out: deque[dict] | list[dict] = deque(maxlen=limit) if limit is not None else []
-    for f in event_files(source):
-        for ev in _lines(f):
-            if service is not None and ev.get("service") != service:
-                continue
-            if since is not None:
-                ts = parse_time(ev.get("ts")) if isinstance(ev.get("ts"), str) else None
-                if ts is None or ts < since:
+    with _opened_event_files(source) as files:
+        for name, fh in files:
+            for ev in _lines(fh, name):
+                if service is not None and ev.get("service") != service:
                     continue
-            out.append(ev)
+                if since is not None:
+                    ts = parse_time(ev.get("ts")) if isinstance(ev.get("ts"), str) else None
+                    if ts is None or ts < since:
+                        continue
+                out.append(ev)
     return list(out)
 
 
 def oldest_event_time(source: str | Path) -> datetime | None:
     """The ``ts`` of the first readable event of the oldest events file (None: no
     file, or no event), i.e. how far back the files reach."""
-    for f in event_files(source):
-        for ev in _lines(f):
-            ts = ev.get("ts")
-            if isinstance(ts, str) and (t := parse_time(ts)) is not None:
-                return t
+    with _opened_event_files(source) as files:
+        for name, fh in files:
+            for ev in _lines(fh, name):
+                ts = ev.get("ts")
+                if isinstance(ts, str) and (t := parse_time(ts)) is not None:
+                    return t
     return None
 
 
