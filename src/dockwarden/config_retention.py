@@ -68,8 +68,8 @@ class RetentionPolicy(_Section):
     survives at least this long ("gone means gone"). Default 2592000 (30 days)."""
     events_jsonl_max_bytes: int = Field(EVENTS_JSONL_MAX_BYTES, ge=4096)
     """``events.jsonl`` is rotated (to ``events.jsonl.1``, ``.2``, ...) before an
-    append would make it larger than this, bytes. Default 10485760 (10 MiB, about
-    20000 events)."""
+    append would make it larger than this, bytes; a retention run also rotates a
+    file already past it. Default 10485760 (10 MiB, about 20000 events)."""
     events_jsonl_rotated_files: int = Field(EVENTS_JSONL_ROTATED_FILES, ge=0, le=1000)
     """Rotated files kept beside ``events.jsonl``; older ones are deleted, so the
     event files take at most (rotated_files + 1) * max_bytes. Default 5 (60 MiB in
