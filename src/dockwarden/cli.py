@@ -43,6 +43,7 @@ from dockwarden.cli_pool import app as pool_app, pool_workers  # noqa: E402
 app.add_typer(pool_app, name="pool")
 from dockwarden import cli_storage  # noqa: E402
 cli_storage.register(app)  # storage [--json], prune [--dry-run], journal [--date]
+from dockwarden.retention import RetentionWorker  # noqa: E402
 
 
 def daemon_workers(s: Settings) -> list:
@@ -51,6 +52,7 @@ def daemon_workers(s: Settings) -> list:
     workers: list = []
     workers += pool_workers(s)  # the container pool, when the policy sets [pool].image
     workers.append(cli_storage.storage_worker())  # storage samples, trends, disk-pressure recipe, housekeeping, journal
+    workers.append(RetentionWorker())  # [retention]: bounds every table and events.jsonl of the state dir
     return workers
 
 
@@ -91,28 +93,64 @@ def run(
 def events(
     inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
-    since: Annotated[Optional[str], typer.Option("--since", help="RFC 3339 time or duration (10m, 2h).")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", help="RFC 3339 time or duration (10m, 2h, 7d). Older than the database's oldest event "
+                        "(\\[retention] events_max_age_s, 30 days): read from the event files when they reach "
+                        "further back.")] = None,
     service: Annotated[Optional[str], typer.Option("--service", help="Only this service.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1)] = 200,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, the newest.")] = 200,
+    files: Annotated[bool, typer.Option(
+        "--files", help="Read events.jsonl and its rotated files (events.jsonl.1, .2, ...) instead of the "
+                        "database: all the history the files keep.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The event log (newest last); ``--follow`` keeps printing."""
+    """The event log (newest last); ``--follow`` keeps printing.
+
+    Events come from the database, which keeps ``\\[retention] events_max_age_s``
+    (30 days) and at most ``events_max_rows``. ``events.jsonl`` and its rotated
+    files may reach further back: ``--files`` reads them, and so does a
+    ``--since`` older than the database's oldest event.
+    """
+    from dockwarden.sinks.events import oldest_event_time, oldest_stored_event, read_events
+
     s = settings_from(inventory, state_dir, policy, node)
     since_ts = parse_since(since)
     try:
         store = Store(s.state_dir / "dockwarden.db")
     except StoreError as e:
-        fail(str(e), 3)
+        if not files or follow:
+            fail(str(e), 3)
+        store = None  # --files alone needs no database
+
+    def show(r: dict) -> None:
+        if as_json:
+            print(json.dumps(r, default=str), flush=True)
+        else:
+            echo_event(r)
+
+    if not files and since_ts is not None and store is not None:
+        oldest_db = oldest_stored_event(store)
+        if oldest_db is None or since_ts < oldest_db:
+            oldest_file = oldest_event_time(s.state_dir)
+            files = oldest_file is not None and (oldest_db is None or oldest_file < oldest_db)
     last_id = 0
+    if files:
+        if follow and store is not None:
+            # The newest id before reading the files: an event recorded meanwhile may
+            # print twice, none is missed.
+            newest = store.events(limit=1)
+            last_id = newest[0]["id"] if newest else 0
+        for r in read_events(s.state_dir, since=since_ts, service=service, limit=limit):
+            show(r)
+        if not follow or store is None:
+            return
+    assert store is not None
     try:
         while True:
             rows = store.events(since=since_ts, after_id=last_id, service=service, limit=limit)
             for r in rows:
                 last_id = max(last_id, r.pop("id"))
-                if as_json:
-                    print(json.dumps(r, default=str), flush=True)
-                else:
-                    echo_event(r)
+                show(r)
             if not follow:
                 break
             time.sleep(0.5)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
 from dockwarden.config_pool import PoolSettings
+from dockwarden.config_retention import RetentionPolicy
 from dockwarden.config_storage import HousekeepingPolicy, JournalPolicy, StoragePolicy
 from dockwarden.model import Mode
 
@@ -134,13 +135,14 @@ class Policy(_Section):
     housekeeping: HousekeepingPolicy = Field(default_factory=HousekeepingPolicy)
     journal: JournalPolicy = Field(default_factory=JournalPolicy)
     pool: PoolSettings = Field(default_factory=PoolSettings)
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     extra: dict[str, Any] = Field(default_factory=dict)
     """Tables of later features (``storage``, ``notify``, ``pool``...) kept as read."""
 
 
 _KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guardrails", "pool",
                  "incidents", "notify", "spikes", "recovery",
-                 "storage", "housekeeping", "journal"}
+                 "storage", "housekeeping", "journal", "retention"}
 
 
 def format_validation_error(path: str | Path, err: ValidationError, *, prefix: str = "") -> str:

@@ -135,12 +135,14 @@ class Daemon:
 
     def _setup(self) -> None:
         state_dir = self.settings.state_dir
-        self.store = Store(state_dir / "dockwarden.db")
-        self.events = EventLog(state_dir / "events.jsonl", self.store, self.echo)
-        self.intent_reader = OperatorIntent(self.store, self._emit)
-        self.recovery = RecoveryTracker(self.store, self._emit, self.settings.docker_host)
         self.config = ConfigWatcher(self.settings)
         policy, desired = self.config.load()
+        self.store = Store(state_dir / "dockwarden.db")
+        ret = policy.retention
+        self.events = EventLog(state_dir / "events.jsonl", self.store, self.echo,
+                               max_bytes=ret.events_jsonl_max_bytes, rotated_files=ret.events_jsonl_rotated_files)
+        self.intent_reader = OperatorIntent(self.store, self._emit)
+        self.recovery = RecoveryTracker(self.store, self._emit, self.settings.docker_host)
         self.incidents = IncidentBook(state_dir / "dockwarden.db", desired.node)
         self.protocol = ActionProtocol(self.store, self.events.send, desired.node, by=ActionBy.DAEMON,
                                        stop_timeout_s=policy.guardrails.stop_timeout_s)
@@ -530,6 +532,8 @@ class Daemon:
             assert self.config.policy is not None and self.config.desired is not None
             self.reconciler.policy = self.config.policy
             self.reconciler.desired = self.config.desired
+            ret = self.config.policy.retention
+            self.events.set_rotation(max_bytes=ret.events_jsonl_max_bytes, rotated_files=ret.events_jsonl_rotated_files)
             if self.mode_override is None:
                 self.reconciler.mode = self.config.policy.guardrails.mode
             log.info("configuration reloaded: %d services", len(self.config.desired.services))
