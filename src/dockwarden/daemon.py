@@ -42,7 +42,7 @@ from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
 from dockwarden.observe.events import EngineLost, EventStream, event_from_dict
 from dockwarden.observe.host import HostSampler
 from dockwarden.observe.liveness import EngineDown, EngineUp, EngineWatch, EventMark, engine_remembers, manually_stopped
-from dockwarden.observe.world import observe_world, replace_containers, write_world
+from dockwarden.observe.world import observe_world, replace_containers, unreported_changes, write_world
 from dockwarden.operator_intent import OperatorIntent
 from dockwarden.pipeline import PassResult, Reconciler
 from dockwarden.reconcile.backoff import exponential_delay_s
@@ -475,24 +475,11 @@ class Daemon:
         self._seen_since_full = set()
         if before is None or not before.engine_ok or self.stream is None:
             return
-        old = before.index.by_id
-        cutoff = world.observed_at.timestamp() - STALE_STREAM_AFTER_S
-        missed = []
-        for c in world.containers:
-            if c.id in seen:
-                continue
-            prev = old.get(c.id)
-            changed_at = max((t.timestamp() for t in (c.started_at, c.finished_at, c.created_at) if t), default=0)
-            if prev is None:
-                changed = c.created_at is not None and c.created_at.timestamp() > before.observed_at.timestamp()
-            else:
-                changed = prev.state != c.state or prev.started_at != c.started_at
-            if changed and changed_at < cutoff:
-                missed.append(c.name)
+        missed = unreported_changes(before, world, seen, settle_s=STALE_STREAM_AFTER_S)
         if not missed:
             return
         self._emit(EventType.STREAM_STALE, f"the event stream missed changes of {len(missed)} container(s) "
-                   f"({', '.join(sorted(missed)[:5])}); resubscribing with replay", details={"missed": missed[:50]})
+                   f"({', '.join(missed[:5])}); resubscribing with replay", details={"missed": missed[:50]})
         self.stream.close(timeout_s=0.2)
         since = self._last_mark.time if self._last_mark is not None else None
         self.stream = EventStream(self.client, self.queue, since=since)

@@ -114,3 +114,39 @@ def replace_containers(world: model.WorldState, updated: Iterable[model.Containe
     fresh = [c for c in upd if c.id not in gone]
     merged = sorted(kept + fresh, key=lambda c: (c.name, c.id))
     return dataclasses.replace(world, containers=tuple(merged))
+
+
+def unreported_changes(before: model.WorldState, after: model.WorldState, reported: set[str], *,
+                       settle_s: float) -> list[str]:
+    """Containers that changed between two full observations with no engine
+    event about them: evidence that the event stream went silent.
+
+    PURE. A container counts when its state or start time changed (or it was
+    created after ``before``), no event named it (``reported``: container ids
+    seen on the stream since ``before``), and the change is older than
+    ``settle_s`` seconds at ``after.observed_at`` (an event about a very recent
+    change may still be on its way).
+
+    Args:
+        before: the previous full observation.
+        after: this full observation.
+        reported: ids of containers the stream reported since ``before``.
+        settle_s: how old an unreported change must be, seconds.
+    Returns:
+        list[str]: container names, sorted.
+    """
+    old = before.index.by_id
+    cutoff = after.observed_at.timestamp() - settle_s
+    missed = []
+    for c in after.containers:
+        if c.id in reported:
+            continue
+        prev = old.get(c.id)
+        changed_at = max((t.timestamp() for t in (c.started_at, c.finished_at, c.created_at) if t), default=0.0)
+        if prev is None:
+            changed = c.created_at is not None and c.created_at > before.observed_at
+        else:
+            changed = prev.state != c.state or prev.started_at != c.started_at
+        if changed and changed_at < cutoff:
+            missed.append(c.name)
+    return sorted(missed)
