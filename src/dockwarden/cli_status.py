@@ -56,8 +56,16 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
     events = EventLog(s.state_dir / "events.jsonl", store) if act else None
     executor = Executor(client, stop_timeout_s=pol.guardrails.stop_timeout_s) if (act and client) else None
     book = IncidentBook(s.state_dir / "dockwarden.db", desired.node) if act else None
+    protocol = None
+    if act and events is not None:
+        from dockwarden.actions import ActionProtocol
+        from dockwarden.model import ActionBy
+
+        protocol = ActionProtocol(store, events.send, desired.node, by=ActionBy.CLI,
+                                  stop_timeout_s=pol.guardrails.stop_timeout_s)
+        protocol.close_interrupted()
     rec = Reconciler(store=store, events=events, executor=executor, policy=pol, desired=desired,
-                     mode=mode or pol.guardrails.mode, incidents=book)
+                     mode=mode or pol.guardrails.mode, incidents=book, protocol=protocol)
     if act:
         outbox = Outbox(s.state_dir / "dockwarden.db")
         events.subscribers.append(Notifier(outbox, lambda: pol).on_event)  # type: ignore[union-attr]

@@ -103,7 +103,7 @@ def test_cpu_spike_is_one_incident_and_one_message(tmp_path, containers, daemon_
     inv = write_inventory(tmp_path / "inv", [{"name": "burn", "container": containers.name("burn")}])
     with WebhookServer() as hook:
         pol = write_policy(tmp_path / "p.toml", FAST_POLICY + QUIET_HOST.replace("[spikes]", "[spikes]\n"
-                           "container_cpu_percent = 50\nsustained_samples = 3")
+                           "container_cpu_percent = 15\nsustained_samples = 3")
                            + _channel("hook", f"json://127.0.0.1:{hook.port}/x"))
         d = daemon_factory(inv, pol).start(resync=1)
         e = d.wait_event(lambda e: e["type"] == "incident_opened" and e["drift"] == "resource_spike", timeout=30)
@@ -113,7 +113,7 @@ def test_cpu_spike_is_one_incident_and_one_message(tmp_path, containers, daemon_
         opened = [x for x in d.events() if x["type"] == "incident_opened" and x["drift"] == "resource_spike"]
         assert len(opened) == 1
         spike_msgs = [m for m in hook.received if "resource_spike" in m["title"]]
-        assert len(spike_msgs) == 1 and "Top consumers:" in spike_msgs[0]["message"]
+        assert len(spike_msgs) == 1 and "Top consumers:" in spike_msgs[0]["message"], [m["title"] for m in spike_msgs]
         containers.get("burn").stop(timeout=1)
         d.wait_event(lambda e: e["type"] == "incident_resolved" and e["drift"] == "resource_spike", timeout=20)
 
