@@ -108,7 +108,8 @@ build_rootfs() {
     # The root filesystem is removed on any exit; only a complete tarball is renamed into place.
     trap '[ -z "$work" ] || rm -rf -- "$work"' EXIT
     log "debootstrap $SUITE (minbase + $INCLUDE) from $mirror; takes about two minutes, once"
-    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$work/root" "$mirror" \
+            >"$work/debootstrap.log" 2>&1 || {
         log "debootstrap failed; last lines of its log:"
         tail -n 30 "$work/debootstrap.log" >&2
         exit 1
