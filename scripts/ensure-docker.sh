@@ -17,8 +17,10 @@ DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 DOCKERD_WAIT_S=${DOCKERD_WAIT_S:-60}
 # docker.io brings dockerd, containerd, runc and the client; docker-compose is
 # Debian's v1 (python) for compose projects; iproute2 for `ip netns` (second
-# engine); btrfs-progs for the btrfs storage checks.
-ENGINE_PKGS=(docker.io busybox-static docker-compose iproute2 btrfs-progs sqlite3)
+# engine); btrfs-progs for the btrfs storage checks; debootstrap builds the
+# Debian root filesystem of the real-daemon test images (nginx, apache2:
+# scripts/build-real-images.sh), since no image registry is reachable.
+ENGINE_PKGS=(docker.io busybox-static docker-compose iproute2 btrfs-progs sqlite3 debootstrap)
 
 log() { printf 'ensure-docker: %s\n' "$*" >&2; }
 
@@ -60,7 +62,7 @@ MSG
 
 # What the tests need beside the engine itself (never the engine package: an
 # engine that already answers may come from docker-ce, which conflicts with docker.io).
-TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs)
+TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs debootstrap)
 
 if engine_ok; then
     if is_root_debian; then

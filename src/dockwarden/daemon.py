@@ -37,7 +37,8 @@ from dockwarden.execute import Executor
 from dockwarden.incidents import IncidentBook
 from dockwarden.lock import acquire_lock
 from dockwarden.inventory import merge_labelled
-from dockwarden.model import ActionBy, Drift, EngineEvent, Event, EventType, Mode, WorldState, parse_time, utcnow
+from dockwarden.model import (ActionBy, Drift, EngineEvent, Event, EventType, Mode, WorldState, parse_time, rfc3339,
+                              utcnow)
 from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
 from dockwarden.observe.events import EngineLost, EventStream, event_from_dict
 from dockwarden.observe.host import HostSampler
@@ -368,8 +369,10 @@ class Daemon:
         until = parse_time(info.get("system_time")) or utcnow()
         if self._last_mark is not None and not restarted:
             self._replay(client, self._last_mark.time, until)
-        if self._last_mark is not None:
-            self.intent_reader.adopt_unseen_stops(merged, world, since=self._last_mark.time,
+        watched = [t for t in (self._last_mark.time if self._last_mark else None,
+                               parse_time(self.store.checkpoint("watched_until"))) if t is not None]
+        if watched:  # dockwarden watched this engine before: what changed since is the operator's to explain
+            self.intent_reader.adopt_unseen_stops(merged, world, since=max(watched),
                                                   manually_stopped=lambda cid: manually_stopped(
                                                       self.docker_root_dir, cid))
         self.stream = EventStream(client, self.queue, since=until)
@@ -568,6 +571,8 @@ class Daemon:
                                           full_pass=full_pass, held=self.intent_reader.held(now))
         desired = result.evaluation.desired
         if world.engine_ok:
+            if full_pass:
+                self.store.set_checkpoint("watched_until", rfc3339(world.observed_at) or "")
             self.services = ServiceIndex(desired)
             self.intent_reader.forget_except(set(world.index.by_id), now)
             self.recovery.after_pass(desired, world, now, self.reconciler.policy.recovery.timeout_s)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +23,9 @@ import pytest
 import yaml
 
 IMAGE = "dockwarden-test/busybox:latest"
+#: Real daemons with their real stop signals (scripts/build-real-images.sh).
+NGINX_IMAGE = "dockwarden-test/nginx:latest"  # STOPSIGNAL SIGQUIT
+HTTPD_IMAGE = "dockwarden-test/httpd:latest"  # STOPSIGNAL SIGWINCH
 REPO = Path(__file__).resolve().parents[2]
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_LABEL = "dockwarden.test"
@@ -51,6 +55,19 @@ def docker_client() -> docker.DockerClient:
         c.remove(force=True)
 
 
+@pytest.fixture(scope="session")
+def real_images(docker_client) -> dict[str, str]:
+    """The nginx and httpd images, built once per machine from a Debian root
+    filesystem (debootstrap, cached under /var/cache/dockwarden-test; about two
+    minutes the first time, nothing when the images exist). Fails, never skips,
+    when they cannot be built: `make test` installs debootstrap."""
+    r = subprocess.run(["bash", str(REPO / "scripts" / "build-real-images.sh")], capture_output=True, text=True,
+                       timeout=900)
+    if r.returncode != 0:
+        pytest.fail(f"scripts/build-real-images.sh exited {r.returncode}:\n{r.stderr[-3000:]}")
+    return {"nginx": NGINX_IMAGE, "httpd": HTTPD_IMAGE}
+
+
 class Containers:
     """Creates labelled test containers and removes them at teardown."""
 
@@ -62,11 +79,11 @@ class Containers:
     def name(self, short: str) -> str:
         return f"{self.prefix}-{short}"
 
-    def run(self, short: str, command: list[str] | str, *, healthcheck: dict | None = None,
-            labels: dict[str, str] | None = None, start: bool = True, **kw: Any):
+    def run(self, short: str, command: list[str] | str | None, *, healthcheck: dict | None = None,
+            labels: dict[str, str] | None = None, start: bool = True, image: str = IMAGE, **kw: Any):
         name = self.name(short)
         c = self.client.containers.create(
-            IMAGE, command, name=name, labels={TEST_LABEL: RUN_ID, **(labels or {})},
+            image, command, name=name, labels={TEST_LABEL: RUN_ID, **(labels or {})},
             healthcheck=healthcheck, **kw,
         )
         self.created.append(name)
@@ -126,20 +143,31 @@ stop_timeout_s = 1
 class Daemon:
     """A real `dockwarden run` subprocess, with helpers to read its events."""
 
-    def __init__(self, tmp: Path, inventory: Path, policy: Path | None, extra: list[str]):
+    def __init__(self, tmp: Path, inventory: Path, policy: Path | None, extra: list[str],
+                 env: dict[str, str] | None = None):
         self.state_dir = tmp / "state"
         self.inventory = inventory
         self.policy = policy
         self.extra = extra
+        self.env = env or {}
         self.proc: subprocess.Popen | None = None
         self.log_path = tmp / "daemon.log"
 
-    def cli(self, *args: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+    def cli_cmd(self, *args: str) -> list[str]:
+        """The argument list of a `dockwarden` command on this daemon's state dir
+        (for tests that run it themselves, e.g. to interrupt it)."""
         cmd = [sys.executable, "-m", "dockwarden", *args, "--state-dir", str(self.state_dir),
                "--inventory", str(self.inventory)]
         if self.policy:
             cmd += ["--policy", str(self.policy)]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+        return cmd
+
+    def cli_env(self) -> dict[str, str]:
+        return _env(self.env)
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+        cmd = self.cli_cmd(*args)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.cli_env())
         if check and r.returncode != 0:
             raise AssertionError(f"{cmd} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
         return r
@@ -153,9 +181,36 @@ class Daemon:
             cmd += ["--policy", str(self.policy)]
         self._log = open(self.log_path, "ab")
         n = len(self.events())
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env())
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env(self.env))
         self.wait_event(lambda e: e["type"] == ("daemon_ready" if ready else "daemon_started"), timeout=30, after=n)
         return self
+
+    def wait_ready(self, timeout: float = 30) -> dict:
+        """Wait for the ``daemon_ready`` of the running daemon (engine connected,
+        events subscribed, first pass done)."""
+        started = max(i for i, e in enumerate(self.events()) if e["type"] == "daemon_started")
+        return self.wait_event(lambda e: e["type"] == "daemon_ready", timeout=timeout, after=started)
+
+    def world_observed_at(self) -> datetime | None:
+        """``observed_at`` of the last full observation a pass went through
+        (``world.json``, written at the end of every pass; an event-driven pass
+        keeps the observation time of the full one it patched)."""
+        from dockwarden.model import parse_time
+
+        try:
+            return parse_time(json.loads((self.state_dir / "world.json").read_text())["observed_at"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def wait_full_passes(self, n: int, after: datetime, timeout: float = 30) -> datetime:
+        """Wait until ``n`` distinct full observations made after ``after`` (UTC)
+        have gone through the pipeline (decisions recorded, actions begun).
+        Returns the last one's ``observed_at``."""
+        mark = after
+        for k in range(n):
+            mark = wait_for(lambda: (t := self.world_observed_at()) is not None and t > mark and t, timeout,
+                            interval=0.05, what=f"full pass {k + 1} of {n} after {after.isoformat()}")
+        return mark
 
     def stop(self) -> int | None:
         if self.proc is None:
@@ -199,22 +254,6 @@ class Daemon:
             f"events:\n" + "\n".join(json.dumps(e) for e in self.events()[-40:])
         )
 
-    def wait_observed_after(self, t: float, timeout: float = 30) -> None:
-        """Wait until the daemon has made a new observation of the whole engine
-        (``world.json``'s ``observed_at``) later than ``t`` (time.time()): the fact
-        that a resync pass ran after something happened."""
-        from dockwarden.model import parse_time
-
-        def observed() -> bool:
-            try:
-                doc = json.loads((self.state_dir / "world.json").read_text())
-            except (OSError, ValueError):
-                return False
-            ts = parse_time(doc.get("observed_at"))
-            return ts is not None and ts.timestamp() > t
-
-        wait_for(observed, timeout, what=f"an observation after {t:.3f}")
-
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
@@ -222,8 +261,8 @@ class Daemon:
             return ""
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, **(extra or {})}
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("COLUMNS", "200")
     return env
@@ -233,8 +272,9 @@ def _env() -> dict[str, str]:
 def daemon_factory(tmp_path):
     made: list[Daemon] = []
 
-    def make(inventory: Path, policy: Path | None = None, extra: list[str] | None = None) -> Daemon:
-        d = Daemon(tmp_path, inventory, policy, extra or [])
+    def make(inventory: Path, policy: Path | None = None, extra: list[str] | None = None,
+             env: dict[str, str] | None = None) -> Daemon:
+        d = Daemon(tmp_path, inventory, policy, extra or [], env)
         made.append(d)
         return d
 

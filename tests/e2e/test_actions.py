@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -19,7 +21,7 @@ def test_removed_container_is_recreated_from_its_recorded_spec(tmp_path, contain
     name = containers.name("cache")
     inv = write_inventory(tmp_path / "inv", [{"name": "cache", "container": name}])
     d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
-    time.sleep(2)  # a pass records the spec
+    d.wait_ready()  # the first pass records the spec
     old_id = containers.get("cache").id
     docker_client.api.remove_container(name, force=True)  # `docker rm -f`
     e = d.wait_event(lambda e: e["type"] == "action_started" and e["service"] == "cache", timeout=20)
@@ -117,14 +119,40 @@ def test_start_failing_on_configuration_is_blocked_without_a_retry_loop(tmp_path
     d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
     blocked = d.wait_event(lambda e: e["type"] == "reconcile_blocked" and e["service"] == "typo", timeout=20)
     assert "no such file" in blocked["reason"].lower() or "not found" in blocked["reason"].lower(), blocked
-    time.sleep(4)  # several resyncs
+    from dockwarden.model import parse_time
+
+    d.wait_full_passes(3, after=parse_time(blocked["ts"]))  # no retry loop in the passes after the block
     starts = [e for e in d.events() if e["type"] == "action_started" and e["service"] == "typo"]
-    assert len(starts) <= 1, starts  # at most the one attempt that revealed the error
+    assert len(starts) == 1, starts  # exactly the one attempt that revealed the error
     st = d.cli("status", "--json", check=True)
     import json
 
     svc = {s["service"]: s for s in json.loads(st.stdout)["services"]}["typo"]
     assert svc["guard"]["circuit"] == "open"
+
+
+class _LineReader:
+    """Lines of a subprocess pipe, read by a thread, so a test waits for the next
+    one with a deadline (a bare ``readline()`` blocks forever on a silent pipe)."""
+
+    def __init__(self, pipe):
+        self._q: queue.Queue[str | None] = queue.Queue()
+        self._t = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._t.start()
+
+    def _read(self, pipe) -> None:
+        for line in pipe:
+            self._q.put(line)
+        self._q.put(None)  # end of the stream
+
+    def next(self, timeout: float) -> str:
+        try:
+            line = self._q.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            raise AssertionError(f"no line within {timeout:.1f} s") from None
+        if line is None:
+            raise AssertionError("the stream ended")
+        return line
 
 
 def test_events_follow_streams_new_events_as_json(tmp_path, containers, daemon_factory):
@@ -140,14 +168,16 @@ def test_events_follow_streams_new_events_as_json(tmp_path, containers, daemon_f
     follower = subprocess.Popen(
         [sys.executable, "-m", "dockwarden", "events", "--follow", "--json", "--since", "1m",
          "--state-dir", str(d.state_dir)], stdout=subprocess.PIPE, text=True, env=_env())
+    lines = _LineReader(follower.stdout)
     try:
-        first = json.loads(follower.stdout.readline())
+        first = json.loads(lines.next(timeout=20))
         assert first["type"] == "daemon_started"  # --since 1m includes the start
+        d.wait_ready()
         os.kill(containers.state("tail")["Pid"], signal.SIGKILL)
         seen = []
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ev = json.loads(follower.stdout.readline())
+        while True:
+            ev = json.loads(lines.next(timeout=deadline - time.monotonic()))
             seen.append(ev["type"])
             if ev["type"] == "recovered" and ev["service"] == "tail":
                 break

@@ -14,11 +14,10 @@ never disturbed.
 
 from __future__ import annotations
 
-import time
-
 import docker
 
 from conftest import FAST_POLICY, IMAGE, RUN_ID, write_inventory, write_policy
+from dockwarden.model import utcnow
 
 
 def _intent(d, service: str) -> str | None:
@@ -71,7 +70,7 @@ def test_engine_restart_keeps_operator_stops_and_brings_back_the_rest(tmp_path, 
     assert taken <= {"survivor", "other"}
     assert _intent(d, "survivor") == "running" and _intent(d, "other") == "running"
     # The operator's stop holds: two full resyncs later it is still stopped, intent stopped.
-    d.wait_observed_after(time.time() + 1.5)
+    d.wait_full_passes(2, after=utcnow())
     assert client.containers.get(names["stopped"]).status == "exited"
     assert _intent(d, "stopped") == "stopped"
     assert not [e for e in d.events()[m:] if e["type"] == "action_started" and e["service"] == "stopped"]
@@ -103,7 +102,7 @@ def test_stream_blip_is_not_an_engine_restart(tmp_path, private_engine, daemon_f
     back = d.wait_event(lambda e: e["type"] == "engine_reconnected", timeout=30, after=n)
     assert back["details"]["engine_restarted"] is False, back
     # Two full resyncs after the reconnect: still stopped, never started.
-    d.wait_observed_after(time.time() + 1.5)
+    d.wait_full_passes(2, after=utcnow())
     assert client.containers.get(name).status == "exited"
     assert not [e for e in d.events()[n:] if e["service"] == "blip" and e["type"] in ("action_started",
                                                                                      "intent_changed")]

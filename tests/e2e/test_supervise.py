@@ -28,7 +28,7 @@ def test_killed_process_is_running_again(tmp_path, containers, daemon_factory):
     name = containers.name("web")
     inv = write_inventory(tmp_path / "inv", [_svc("web", container=name)])
     d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start()
-    time.sleep(1.0)
+    d.wait_ready()
     pid = containers.state("web")["Pid"]
     assert pid > 0
     os.kill(pid, signal.SIGKILL)  # from the host, not `docker kill`
@@ -68,14 +68,17 @@ def test_docker_stop_is_respected_until_dockwarden_start(tmp_path, containers, d
     name = containers.name("worker")
     inv = write_inventory(tmp_path / "inv", [_svc("worker", container=name)])
     d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
-    time.sleep(1)
+    d.wait_ready()  # subscribed: the stop below is seen
     containers.get("worker").stop(timeout=1)
-    d.wait_event(lambda e: e["type"] == "intent_changed" and e["service"] == "worker", timeout=15)
-    time.sleep(3.5)  # several resyncs
+    ev = d.wait_event(lambda e: e["type"] == "intent_changed" and e["service"] == "worker", timeout=15)
+    from dockwarden.model import parse_time
+
+    d.wait_full_passes(3, after=parse_time(ev["ts"]))
     assert not containers.state("worker")["Running"]
     assert d.stop() == 0
     d.start(resync=1)
-    time.sleep(3.5)
+    ready = d.wait_ready()
+    d.wait_full_passes(3, after=parse_time(ready["ts"]))
     assert not containers.state("worker")["Running"]
     assert not _of(d.events(), "worker", "action_started")
     r = d.cli("start", "worker")

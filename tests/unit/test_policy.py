@@ -221,9 +221,17 @@ def test_rule_order_stopped_before_pause_before_circuit_before_mode():
     assert "budget exhausted" in dec(g=busy).reason
 
 
-def test_decide_deterministic():
+def decide_example():
+    """A decision in backoff (run in other interpreters by hashseed)."""
     g = guard(attempts=2, attempt_times=(ago(3),), next_attempt=NOW + timedelta(seconds=1))
-    assert dec(g=g) == dec(g=g)
+    return dec(g=g)
+
+
+def test_decide_deterministic():
+    from hashseed import assert_same_across_hash_seeds
+
+    out = assert_same_across_hash_seeds("test_policy", "decide_example")
+    assert '"requeue_after_s": 1.0' in out  # the example is the backoff case
 
 
 # --------------------------------------------------------------------------- guard transitions

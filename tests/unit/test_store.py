@@ -148,6 +148,8 @@ def test_open_and_resolve_drifts(tmp_path):
 
 
 def test_component_migrations_are_tracked_separately(tmp_path):
+    import sqlite3
+
     import pytest
 
     from dockwarden.db import StoreError, apply_migrations, connect_db
@@ -160,8 +162,8 @@ def test_component_migrations_are_tracked_separately(tmp_path):
     db.execute("INSERT INTO feat (a, b) VALUES (1, 'x')")
     with pytest.raises(StoreError, match="newer"):
         apply_migrations(db, "feat", {1: migs[1]})
-    # a failing migration leaves the version where it was
-    with pytest.raises(Exception):
+    # a failing migration leaves the version where it was, and its own error reaches the caller
+    with pytest.raises(sqlite3.OperationalError, match="syntax error"):
         apply_migrations(db, "other", {1: ("CREATE TABLE ok (a)",), 2: ("NOT SQL",)})
     assert db.execute("SELECT version FROM schema_migrations WHERE component='other'").fetchone()[0] == 1
 
