@@ -23,6 +23,7 @@ from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
 from dockwarden.config_pool import PoolSettings
 from dockwarden.config_storage import HousekeepingPolicy, JournalPolicy, StoragePolicy
 from dockwarden.model import Mode
+from dockwarden.redact import describe_value, is_plain_name
 
 MB = 1024 * 1024
 GB = 1024 * MB
@@ -143,14 +144,47 @@ _KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guard
                  "storage", "housekeeping", "journal"}
 
 
+def format_loc(loc: tuple | list) -> str:
+    """A pydantic error location as a field path: ``notify.channel[0].url``.
+
+    Keys that are not plain names (a URL or a secret typed where a key goes)
+    are described, never echoed: ``pool.env[a string of 40 characters]``.
+    """
+    out = ""
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif is_plain_name(str(p)):
+            out += f".{p}" if out else str(p)
+        else:
+            out += f"[{describe_value(str(p), 'key')}]"
+    return out
+
+
+def _got(e: dict, loc: tuple) -> str:
+    """`` (got VALUE)`` for one pydantic error, VALUE as :func:`describe_value`
+    gives it (never a secret); empty for a missing field or a whole table."""
+    if e["type"] == "missing" or "input" not in e:
+        return ""
+    got = e["input"]
+    if isinstance(got, dict) and not e["type"].endswith("_type"):
+        return ""
+    return f" (got {describe_value(got, [str(p) for p in loc])})"
+
+
 def format_validation_error(path: str | Path, err: ValidationError, *, prefix: str = "") -> str:
-    """One line per problem: ``FILE: field.path: message (got VALUE)``."""
+    """One line per problem: ``FILE: field.path: message (got VALUE)``.
+
+    VALUE is what :func:`dockwarden.redact.describe_value` allows: numbers,
+    booleans and short plain words as written; URLs redacted; other strings,
+    and anything under a secret-looking field (url, token, password, env...),
+    by length only. A typo in a notification URL never puts its password in an
+    error, an event or a log.
+    """
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
-        got = e.get("input")
-        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{path}: {loc or '<root>'}: {e['msg']}{got_s}")
+        loc = tuple(p for p in (prefix, *e["loc"]) if p != "")
+        lines.append(f"{path}: {format_loc(loc) or '<root>'}: {e['msg']}{_got(e, loc)}")
     return "\n".join(lines)
 
 

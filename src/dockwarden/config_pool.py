@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dockwarden.redact import describe_value
+
 #: Docker's rule for container names (``[a-zA-Z0-9][a-zA-Z0-9_.-]+``, moby
 #: daemon/names.go); a pool name is ``<prefix>-<n>``.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -175,10 +177,11 @@ class PoolSettings(BaseModel):
     def _secrets(cls, v: dict[str, str]) -> dict[str, str]:
         for name, source in v.items():
             if not SECRET_NAME_RE.match(name):
-                raise ValueError(f"secret name {name!r}: expected letters, digits, '_', '.' or '-' (a file name)")
+                raise ValueError(f"secret name {describe_value(name)}: expected letters, digits, '_', '.' or '-' (a file name)")
             if not (source.startswith("/") or ENV_NAME_RE.match(source)):
-                raise ValueError(
-                    f"secret {name!r}: expected an absolute file path or an environment variable name, got {source!r}")
+                # The value itself pasted here is a likely mistake: never echo it.
+                raise ValueError(f"secret {name!r}: expected an absolute file path or an environment variable "
+                                 f"name, got {describe_value(source, 'secret')}")
         return v
 
     @field_validator("health_http_path")

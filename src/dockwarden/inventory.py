@@ -33,7 +33,7 @@ from typing import Any, Iterable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dockwarden.config import ConfigError
+from dockwarden.config import ConfigError, format_loc
 from dockwarden.model import (
     ContainerState,
     DesiredState,
@@ -42,6 +42,7 @@ from dockwarden.model import (
     Remediation,
     ServiceSpec,
 )
+from dockwarden.redact import describe_value, is_plain_name
 
 LABEL_ENABLE = "dockwarden.enable"
 LABEL_DESIRED = "dockwarden.desired"
@@ -84,26 +85,32 @@ class ServicesFile(BaseModel):
 
 
 def _format_errors(path: Path, err: ValidationError, doc: Any) -> str:
+    """One line per problem: ``FILE: services[2].desired (service 'web'): message (got VALUE)``,
+    VALUE as :func:`dockwarden.redact.describe_value` allows (never a secret)."""
     lines = []
     for e in err.errors():
-        parts: list[str] = []
-        for p in e["loc"]:
-            if isinstance(p, int):
-                parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
-            else:
-                parts.append(str(p))
-        where = ".".join(parts) or "<root>"
+        where = format_loc(e["loc"]) or "<root>"
         # Name the service too, when we can, so "services[3]" is findable.
         try:
             idx = next(p for p in e["loc"] if isinstance(p, int))
             svc_name = doc["services"][idx].get("name")
         except (StopIteration, KeyError, IndexError, TypeError, AttributeError):
             svc_name = None  # the error is not inside one service entry
-        where += f" (service {svc_name!r})" if svc_name else ""
+        where += f" (service {svc_name!r})" if isinstance(svc_name, str) and is_plain_name(svc_name) else ""
         got = e.get("input")
-        got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        got_s = "" if isinstance(got, (dict, list)) or e["type"] == "missing" else \
+            f" (got {describe_value(got, [str(p) for p in e['loc']])})"
         lines.append(f"{path}: {where}: {e['msg']}{got_s}")
     return "\n".join(lines)
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
+    """``FILE: <root>: not valid YAML: PROBLEM at line L, column C; expected ...``,
+    without the snippet of the document PyYAML quotes (it may hold a secret)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or type(e).__name__
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{path}: <root>: not valid YAML: {problem}{at}; expected a YAML mapping with a 'services' list"
 
 
 def parse_services_file(path: Path, node: str) -> list[ServiceSpec]:
@@ -125,7 +132,7 @@ def parse_services_file(path: Path, node: str) -> list[ServiceSpec]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(_yaml_error(path, e)) from e
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -241,8 +248,8 @@ def load_inventory(path: str | Path | None, node: str | None = None) -> DesiredS
 def _label(labels: dict[str, str], key: str) -> str | None:
     """Label lookup tolerant of key case (users write ``DockWarden.Enable``)."""
     for k, v in labels.items():
-        if k.lower() == key:
-            return v.strip()
+        if str(k).lower() == key:
+            return v.strip() if isinstance(v, str) else str(v)
     return None
 
 
@@ -267,7 +274,10 @@ def spec_from_labels(c: ContainerState, node: str) -> tuple[ServiceSpec | None, 
 
     Returns:
         (spec, problem): spec is None when the container is not enabled; problem
-        names a bad label value (the label is then ignored, defaults apply).
+        names the container, each bad label and what was expected, e.g.
+        ``container web: label dockwarden.desired: expected running or stopped (got 'later')``
+        (the value as :func:`dockwarden.redact.describe_value` allows); the bad
+        label is then ignored and its default applies.
     """
     if label_enabled(c.labels) is not True:
         return None, None
@@ -278,14 +288,14 @@ def spec_from_labels(c: ContainerState, node: str) -> tuple[ServiceSpec | None, 
         if dv.lower() in ("running", "stopped"):
             desired = Intent(dv.lower())
         else:
-            problems.append(f"label {LABEL_DESIRED}={dv!r}: expected running|stopped")
+            problems.append(f"label {LABEL_DESIRED}: expected running or stopped (got {describe_value(dv)})")
     remediation = Remediation.AUTO
     rv = _label(c.labels, LABEL_REMEDIATION)
     if rv is not None:
         if rv.lower() in ("auto", "recommend", "off"):
             remediation = Remediation(rv.lower())
         else:
-            problems.append(f"label {LABEL_REMEDIATION}={rv!r}: expected auto|recommend|off")
+            problems.append(f"label {LABEL_REMEDIATION}: expected auto, recommend or off (got {describe_value(rv)})")
     spec = ServiceSpec(
         name=c.name,
         node=node,
@@ -295,7 +305,7 @@ def spec_from_labels(c: ContainerState, node: str) -> tuple[ServiceSpec | None, 
         source=IntentSource.LABEL,
         origin=f"container {c.name} labels",
     )
-    return spec, ("; ".join(problems) or None)
+    return spec, (f"container {c.name}: " + "; ".join(problems) if problems else None)
 
 
 def merge_labelled(
@@ -318,7 +328,7 @@ def merge_labelled(
             continue
         spec, problem = spec_from_labels(c, desired.node)
         if problem:
-            problems.append(f"container {c.name}: {problem}")
+            problems.append(problem)
         if spec is not None:
             services[spec.name] = spec
     return DesiredState(node=desired.node, services=services), problems

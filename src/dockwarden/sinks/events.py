@@ -31,7 +31,7 @@ class EventLog:
 
     def __init__(self, path: str | Path, store: Store | None, echo: Callable[[Event], None] | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.store = store
         self.echo = echo
         self.subscribers: list[Callable[[Event], None]] = []  # e.g. the notifier
@@ -45,7 +45,7 @@ class EventLog:
         with self._lock:
             try:
                 # O_APPEND: concurrent writers (daemon and CLI) never interleave within a line.
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 try:
                     os.write(fd, line.encode("utf-8"))
                 finally:
