@@ -23,7 +23,7 @@ from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
 from dockwarden.config_pool import PoolSettings
 from dockwarden.config_storage import HousekeepingPolicy, JournalPolicy, StoragePolicy
 from dockwarden.model import Mode
-from dockwarden.redact import describe_value, is_plain_name
+from dockwarden.config_errors import format_validation_error
 
 MB = 1024 * 1024
 GB = 1024 * MB
@@ -144,50 +144,6 @@ _KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guard
                  "storage", "housekeeping", "journal"}
 
 
-def format_loc(loc: tuple | list) -> str:
-    """A pydantic error location as a field path: ``notify.channel[0].url``.
-
-    Keys that are not plain names (a URL or a secret typed where a key goes)
-    are described, never echoed: ``pool.env[a string of 40 characters]``.
-    """
-    out = ""
-    for p in loc:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif is_plain_name(str(p)):
-            out += f".{p}" if out else str(p)
-        else:
-            out += f"[{describe_value(str(p), 'key')}]"
-    return out
-
-
-def _got(e: dict, loc: tuple) -> str:
-    """`` (got VALUE)`` for one pydantic error, VALUE as :func:`describe_value`
-    gives it (never a secret); empty for a missing field or a whole table."""
-    if e["type"] == "missing" or "input" not in e:
-        return ""
-    got = e["input"]
-    if isinstance(got, dict) and not e["type"].endswith("_type"):
-        return ""
-    return f" (got {describe_value(got, [str(p) for p in loc])})"
-
-
-def format_validation_error(path: str | Path, err: ValidationError, *, prefix: str = "") -> str:
-    """One line per problem: ``FILE: field.path: message (got VALUE)``.
-
-    VALUE is what :func:`dockwarden.redact.describe_value` allows: numbers,
-    booleans and short plain words as written; URLs redacted; other strings,
-    and anything under a secret-looking field (url, token, password, env...),
-    by length only. A typo in a notification URL never puts its password in an
-    error, an event or a log.
-    """
-    lines = []
-    for e in err.errors():
-        loc = tuple(p for p in (prefix, *e["loc"]) if p != "")
-        lines.append(f"{path}: {format_loc(loc) or '<root>'}: {e['msg']}{_got(e, loc)}")
-    return "\n".join(lines)
-
-
 def load_policy(path: str | Path | None) -> Policy:
     """Read and validate a policy TOML file; ``None`` gives the built-in defaults.
 
@@ -201,15 +157,17 @@ def load_policy(path: str | Path | None) -> Policy:
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as e:
-        raise ConfigError(f"{p}: cannot read policy file: {e.strerror or e}") from e
+        raise ConfigError(f"{p}: <root>: cannot read policy file: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: <root>: not UTF-8 text (byte {e.start}); expected a UTF-8 TOML file") from e
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from e
+        raise ConfigError(f"{p}: <root>: not valid TOML: {e}; expected a TOML document") from e
     known = {k: v for k, v in raw.items() if k in _KNOWN_TABLES}
     extra = {k: v for k, v in raw.items() if k not in _KNOWN_TABLES}
     try:
         policy = Policy(**known, extra=extra)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(p, e)) from e
+        raise ConfigError(format_validation_error(p, e, model=Policy)) from e
     t = policy.thresholds
     if t.disk_warn_percent > t.disk_critical_percent:
         raise ConfigError(

@@ -45,7 +45,7 @@ def parse_size(value: Any) -> int:
         ValueError: not a non-negative size.
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected bytes or a size like 512m, got {value!r}")
+        raise ValueError(f"expected bytes or a size like 512m, got {describe_value(value)}")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"expected a size >= 0, got {value}")
@@ -54,7 +54,7 @@ def parse_size(value: Any) -> int:
         m = _SIZE_RE.match(value)
         if m:
             return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
-    raise ValueError(f"expected bytes or a size like 512m, got {value!r}")
+    raise ValueError(f"expected bytes or a size like 512m, got {describe_value(value)}")
 
 
 def parse_mount(spec: str) -> tuple[str, str, bool]:
@@ -68,14 +68,14 @@ def parse_mount(spec: str) -> tuple[str, str, bool]:
     """
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise ValueError(f"expected SOURCE:TARGET[:ro|rw], got {spec!r}")
+        raise ValueError(f"expected SOURCE:TARGET[:ro|rw], got {describe_value(spec)}")
     mode = parts[2] if len(parts) == 3 else "rw"
     if mode not in ("ro", "rw"):
-        raise ValueError(f"expected mode ro or rw after the target, got {spec!r}")
+        raise ValueError(f"expected mode ro or rw after the target, got {describe_value(spec)}")
     if not parts[1].startswith("/"):
-        raise ValueError(f"expected an absolute target path in the container, got {spec!r}")
+        raise ValueError(f"expected an absolute target path in the container, got {describe_value(spec)}")
     if not parts[0].startswith("/") and not NAME_RE.match(parts[0]):
-        raise ValueError(f"expected an absolute host path or a volume name as source, got {spec!r}")
+        raise ValueError(f"expected an absolute host path or a volume name as source, got {describe_value(spec)}")
     return parts[0], parts[1], mode == "ro"
 
 
@@ -138,7 +138,7 @@ class PoolSettings(BaseModel):
     @classmethod
     def _prefix(cls, v: str) -> str:
         if not NAME_RE.match(v):
-            raise ValueError(f"expected letters, digits, '_', '.' or '-' (not first), got {v!r}")
+            raise ValueError(f"expected letters, digits, '_', '.' or '-' (not first), got {describe_value(v)}")
         return v
 
     @field_validator("memory", mode="before")
@@ -162,7 +162,7 @@ class PoolSettings(BaseModel):
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         bad = sorted(k for k in v if not ENV_NAME_RE.match(k))
         if bad:
-            raise ValueError(f"expected environment variable names, got {bad}")
+            raise ValueError(f"expected environment variable names, got {', '.join(describe_value(k, 'key') for k in bad)}")
         return v
 
     @field_validator("mounts")
@@ -188,7 +188,7 @@ class PoolSettings(BaseModel):
     @classmethod
     def _path(cls, v: str) -> str:
         if not v.startswith("/"):
-            raise ValueError(f"expected a path starting with '/', got {v!r}")
+            raise ValueError(f"expected a path starting with '/', got {describe_value(v)}")
         return v
 
     @model_validator(mode="after")

@@ -33,7 +33,8 @@ from typing import Any, Iterable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dockwarden.config import ConfigError, format_loc
+from dockwarden.config import ConfigError
+from dockwarden.config_errors import format_loc, format_validation_error
 from dockwarden.model import (
     ContainerState,
     DesiredState,
@@ -85,22 +86,19 @@ class ServicesFile(BaseModel):
 
 
 def _format_errors(path: Path, err: ValidationError, doc: Any) -> str:
-    """One line per problem: ``FILE: services[2].desired (service 'web'): message (got VALUE)``,
-    VALUE as :func:`dockwarden.redact.describe_value` allows (never a secret)."""
+    """:func:`~dockwarden.config_errors.format_validation_error`, with the service's
+    name after its index when it has one: ``FILE: services[2].desired (service 'web'): ...``."""
     lines = []
-    for e in err.errors():
-        where = format_loc(e["loc"]) or "<root>"
-        # Name the service too, when we can, so "services[3]" is findable.
+    for e, line in zip(err.errors(), format_validation_error(path, err, model=ServicesFile).splitlines()):
         try:
             idx = next(p for p in e["loc"] if isinstance(p, int))
             svc_name = doc["services"][idx].get("name")
         except (StopIteration, KeyError, IndexError, TypeError, AttributeError):
             svc_name = None  # the error is not inside one service entry
-        where += f" (service {svc_name!r})" if isinstance(svc_name, str) and is_plain_name(svc_name) else ""
-        got = e.get("input")
-        got_s = "" if isinstance(got, (dict, list)) or e["type"] == "missing" else \
-            f" (got {describe_value(got, [str(p) for p in e['loc']])})"
-        lines.append(f"{path}: {where}: {e['msg']}{got_s}")
+        if isinstance(svc_name, str) and is_plain_name(svc_name):
+            where = f"{path}: {format_loc(e['loc'])}"
+            line = f"{where} (service {svc_name!r}){line[len(where):]}"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -128,7 +126,9 @@ def parse_services_file(path: Path, node: str) -> list[ServiceSpec]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read inventory file: {e.strerror or e}") from e
+        raise ConfigError(f"{path}: <root>: cannot read inventory file: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: <root>: not UTF-8 text (byte {e.start}); expected a UTF-8 YAML file") from e
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -138,11 +138,9 @@ def parse_services_file(path: Path, node: str) -> list[ServiceSpec]:
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: <root>: expected a mapping with a 'services' list, got {type(doc).__name__}")
     try:
-        parsed = ServicesFile(**doc)
+        parsed = ServicesFile.model_validate(doc)  # non-string keys are errors too ("Keys should be strings")
     except ValidationError as e:
         raise ConfigError(_format_errors(path, e, doc)) from e
-    except TypeError as e:  # non-string keys
-        raise ConfigError(f"{path}: <root>: {e}") from e
 
     specs: list[ServiceSpec] = []
     seen: dict[str, int] = {}

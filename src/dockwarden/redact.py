@@ -163,12 +163,24 @@ def _host(authority: str) -> str:
     return MASK
 
 
+#: A number or version written as text (``9.3e18``, ``1.2.3``, ``-1``, ``10.0.0.1``).
+_NUMBERISH = re.compile(r"^[+-]?[0-9][0-9_]*(?:\.[0-9_]*)*(?:[eE][+-]?[0-9]+)?$")
+_PATHISH = re.compile(r"^[A-Za-z0-9_./*?:+-]{1,100}$")
+
+
+def _plain_path(value: str) -> bool:
+    """A path, glob or mount (``/srv/x/*``, ``data:/x:ro``): has a ``/``, only
+    path characters, and no part that looks like a token."""
+    return ("/" in value and bool(_PATHISH.match(value))
+            and not any(_looks_secret(part) for part in re.split(r"[/:]", value)))
+
+
 def describe_value(value: Any, field: str | Sequence[Any] = "") -> str:
     """How an error message may name a value it rejects.
 
-    Numbers, booleans, ``null`` and short plain words (up to 40 characters of
-    letters, digits and ``_ . : + -``, not secret-looking) are echoed as
-    ``repr``; so is nothing else. A string with ``://`` is described by its
+    Numbers (also as text: ``9.3e18``, ``1.2.3``), booleans, ``null``, short plain words (up to 40 characters of
+    letters, digits and ``_ . : + -``, not secret-looking) and plain paths
+    (``/srv/x/*``, ``data:/x:ro``) are echoed as ``repr``; nothing else is. A string with ``://`` is described by its
     length and its :func:`redact_url` form; any other string (with ``@``, spaces,
     longer than 40 characters, or under a field whose name suggests a secret:
     url, token, password, secret, key, env...) by its length only; lists and
@@ -191,7 +203,8 @@ def describe_value(value: Any, field: str | Sequence[Any] = "") -> str:
         n = len(value)
         if "://" in value:
             return f"a URL of {n} characters ({redact_url(value)})"
-        if not field_is_secret(field) and _PLAIN.match(value) and not _looks_secret(value):
+        if not field_is_secret(field) and (_PLAIN.match(value) and not _looks_secret(value) or _plain_path(value)
+                                           or len(value) <= _MAX_PLAIN and _NUMBERISH.match(value)):
             return repr(value)
         return "an empty string" if n == 0 else f"a string of {n} character{'s' if n != 1 else ''}"
     if isinstance(value, Mapping):
