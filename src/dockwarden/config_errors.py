@@ -15,7 +15,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
@@ -38,7 +38,7 @@ def format_loc(loc: tuple | list) -> str:
             out += f"[{p}]"
         elif _IDENT.match(str(p)):
             out += f".{p}" if out else str(p)
-        elif is_plain_name(str(p)):
+        elif p == "" or is_plain_name(str(p)):
             out += f"[{str(p)!r}]"
         else:
             out += f"[{describe_value(str(p), 'key')}]"
@@ -123,7 +123,8 @@ def _got(e: dict, loc: tuple) -> str:
 
 
 def format_validation_error(path: str | Path, err: ValidationError, *, prefix: str = "",
-                            model: type[BaseModel] | None = None) -> str:
+                            model: type[BaseModel] | None = None,
+                            note: Callable[[tuple], str] | None = None) -> str:
     """One line per problem: ``FILE: field.path: message (got VALUE)``.
 
     VALUE is what :func:`dockwarden.redact.describe_value` allows: numbers,
@@ -137,11 +138,14 @@ def format_validation_error(path: str | Path, err: ValidationError, *, prefix: s
         prefix: a field path prepended to each location (``pool``).
         model: the model that was validated; with it an unknown key's line
             lists the keys expected there.
+        note: given an error's location, text to put after the field path
+            (the inventory names the service: `` (service 'web')``).
     Returns:
         str: one line per error.
     """
     lines = []
     for e in err.errors():
-        loc = tuple(p for p in (prefix, *e["loc"]) if p != "")
-        lines.append(f"{path}: {format_loc(loc) or '<root>'}: {_message(e, model)}{_got(e, loc)}")
+        loc = ((prefix,) if prefix else ()) + tuple(e["loc"])
+        where = (format_loc(loc) or "<root>") + (note(tuple(e["loc"])) if note else "")
+        lines.append(f"{path}: {where}: {_message(e, model)}{_got(e, loc)}")
     return "\n".join(lines)

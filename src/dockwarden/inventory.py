@@ -34,7 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dockwarden.config import ConfigError
-from dockwarden.config_errors import format_loc, format_validation_error
+from dockwarden.config_errors import format_validation_error
 from dockwarden.model import (
     ContainerState,
     DesiredState,
@@ -88,18 +88,16 @@ class ServicesFile(BaseModel):
 def _format_errors(path: Path, err: ValidationError, doc: Any) -> str:
     """:func:`~dockwarden.config_errors.format_validation_error`, with the service's
     name after its index when it has one: ``FILE: services[2].desired (service 'web'): ...``."""
-    lines = []
-    for e, line in zip(err.errors(), format_validation_error(path, err, model=ServicesFile).splitlines()):
+    def service(loc: tuple) -> str:
+        # Name the service too, when we can, so "services[3]" is findable.
         try:
-            idx = next(p for p in e["loc"] if isinstance(p, int))
-            svc_name = doc["services"][idx].get("name")
+            idx = next(p for p in loc if isinstance(p, int))
+            name = doc["services"][idx].get("name")
         except (StopIteration, KeyError, IndexError, TypeError, AttributeError):
-            svc_name = None  # the error is not inside one service entry
-        if isinstance(svc_name, str) and is_plain_name(svc_name):
-            where = f"{path}: {format_loc(e['loc'])}"
-            line = f"{where} (service {svc_name!r}){line[len(where):]}"
-        lines.append(line)
-    return "\n".join(lines)
+            return ""  # the error is not inside one service entry
+        return f" (service {name!r})" if isinstance(name, str) and is_plain_name(name) else ""
+
+    return format_validation_error(path, err, model=ServicesFile, note=service)
 
 
 def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
