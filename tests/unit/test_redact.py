@@ -135,3 +135,21 @@ def test_inventory_error_describes_a_secret_looking_value(tmp_path):
     msg = str(ei.value)
     assert msg.startswith(f"{f}: services[0].desired (service 'web'): ") and SECRET not in msg, msg
     assert "mailto://user:****@127.0.0.1:1" in msg
+
+
+# --------------------------------------------------------------------------- channel URLs at send time
+
+
+@pytest.mark.parametrize("url", [
+    "mailto://user:${DW_PW}@",  # expands to a URL apprise cannot load (no host)
+    "json://127.0.0.1:1/${DW_PW}",  # expands fine, delivery fails (nothing listens on port 1)
+    "nosuchscheme://user:${DW_PW}@host",
+])
+def test_an_expanded_channel_url_is_never_in_a_delivery_error_or_log(url, caplog):
+    from dockwarden.config_notify import Channel
+    from dockwarden.sinks.notify import deliver
+
+    caplog.set_level("DEBUG")
+    ok, err = deliver(Channel(name="c", url=url), "t", "b", timeout_s=1, env={"DW_PW": SECRET})
+    assert not ok and err and "channel c" in err
+    assert SECRET not in err and SECRET not in caplog.text, (err, caplog.text)
