@@ -19,11 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dockwarden.config_errors import format_validation_error
 from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
 from dockwarden.config_pool import PoolSettings
 from dockwarden.config_storage import HousekeepingPolicy, JournalPolicy, StoragePolicy
 from dockwarden.model import Mode
-from dockwarden.config_errors import format_validation_error
+from dockwarden.redact import redact_urls_in
 
 MB = 1024 * 1024
 GB = 1024 * MB
@@ -161,7 +162,8 @@ def load_policy(path: str | Path | None) -> Policy:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p}: <root>: not UTF-8 text (byte {e.start}); expected a UTF-8 TOML file") from e
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: <root>: not valid TOML: {e}; expected a TOML document") from e
+        # tomllib may quote a key ("Cannot declare ('k',) twice"): URLs in it are redacted.
+        raise ConfigError(f"{p}: <root>: not valid TOML: {redact_urls_in(str(e))}; expected a TOML document") from e
     known = {k: v for k, v in raw.items() if k in _KNOWN_TABLES}
     extra = {k: v for k, v in raw.items() if k not in _KNOWN_TABLES}
     try:

@@ -106,15 +106,16 @@ def _word(word: str) -> str:
 def redact_url(url: str) -> str:
     """A URL with everything that may be secret masked, for logs and errors.
 
-    ``mailto://user:hunter2@smtp.example.com:587/?to=a@b.c`` becomes
-    ``mailto://user:****@smtp.example.com:587/?to=****``. Rules (after apprise's
+    ``mailto://user:hunter2@smtp.example.com:587/?from=x`` becomes
+    ``mailto://user:****@smtp.example.com:587/?from=****``. Rules (after apprise's
     ``cwe312_url``): the password is always masked; the user, each path segment
     and each query value are masked when they look like tokens (16 characters
     or more, or mixing character classes); the host is kept only when it looks
     like a host name or address; query values under secret-looking names
     (``token``, ``key``, ``to``...) and any fragment are masked. When an
-    unencoded ``/``, ``?`` or ``#`` in the password makes the URL ambiguous,
-    only the scheme is shown.
+    unencoded ``@``, ``/``, ``?`` or ``#`` in the password could make the URL
+    ambiguous (an ``@`` after the host), the host and what follows are masked too,
+    or everything after the scheme.
 
     Args:
         url: any string; without ``://`` it is not a URL and becomes ``****``.
@@ -137,6 +138,10 @@ def redact_url(url: str) -> str:
         user, colon, _password = userinfo.partition(":")
         shown = user if _PLAIN.match(user) and not _looks_secret(user) else (MASK if user else "")
         auth = f"{shown}{':' + MASK if colon else ''}@"
+        if colon and "@" in tail:
+            # "user:p@A?x@host": the password may run on past its first "@" into
+            # what looks like the host, path or query; show none of them.
+            return f"{scheme}://{auth}{MASK}" + (f"/{MASK}" if tail else "")
     tail, hash_, fragment = tail.partition("#")
     path, qmark, query = tail.partition("?")
     segments = "/".join(MASK if any(c in seg for c in "@:") else _word(seg) for seg in path.split("/"))
@@ -147,6 +152,15 @@ def redact_url(url: str) -> str:
         secret = k.lower() in _SECRET_QUERY or field_is_secret(k) or any(c in v for c in "@:")
         params.append(f"{k_out}{eq}{MASK if v and secret else _word(v)}")
     return f"{scheme}://{auth}{_host(authority)}{segments}{qmark}{'&'.join(params)}{hash_ and '#' + MASK}"
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s'\"<>]*")
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` with every ``scheme://...`` in it passed through :func:`redact_url`
+    (for messages of other libraries: TOML parse errors, apprise's log)."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def _host(authority: str) -> str:

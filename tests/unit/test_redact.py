@@ -17,7 +17,10 @@ SECRET = "hunter2secret"
 
 @pytest.mark.parametrize("url, expected", [
     ("mailto://user:hunter2secret@127.0.0.1:1?bad=", "mailto://user:****@127.0.0.1:1?bad="),
-    ("mailtos://user:s3cret@smtp.example.com:587/?to=a@b.c", "mailtos://user:****@smtp.example.com:587/?to=****"),
+    ("mailtos://user:s3cret@smtp.example.com:587/?cto=5&to=x", "mailtos://user:****@smtp.example.com:587/?cto=5&to=****"),
+    # an "@" after the host: the password may have run on into it (found by the property below)
+    ("mailtos://user:s3cret@smtp.example.com:587/?to=a@b.c", "mailtos://user:****@****/****"),
+    ("mailto://0:@A?@0/", "mailto://0:****@****/****"),
     ("json://127.0.0.1:8080/hook", "json://127.0.0.1:8080/hook"),
     ("http://localhost:1/a?token=abc&format=text", "http://localhost:1/a?token=****&format=text"),
     ("tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/12345", "tgram://****/12345"),
@@ -107,6 +110,8 @@ BAD_URL = f"mailto://user:{SECRET}@127.0.0.1:1?bad="
     (f'[[notify.channel]]\nname = "mail"\nurl = "{SECRET}"\n', "notify.channel[0].url"),  # no scheme
     (f'[housekeeping]\nlock_globs = ["{BAD_URL}"]\n', "housekeeping.lock_globs: Value error, expected an absolute"),
     (f'[pool]\nsecrets = {{ token = "{SECRET}-{SECRET}" }}\n', "pool.secrets"),
+    # not TOML at all, and tomllib quotes the key: "Cannot declare ('mailto://...',) twice"
+    (f'["{BAD_URL}"]\n["{BAD_URL}"]\n', "<root>: not valid TOML: Cannot declare"),
 ])
 def test_policy_error_names_file_and_field_never_the_secret(tmp_path, policy, field):
     p = tmp_path / "policy.toml"

@@ -14,15 +14,12 @@ message through :func:`dockwarden.redact.redact_url`.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from dockwarden.redact import MASK, redact_url
-
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s'\"<>]*")
+from dockwarden.redact import MASK, redact_urls_in
 #: Shorter values are not masked inside log text (they would garble it, and say little).
 MIN_SECRET_LEN = 4
 
@@ -52,7 +49,7 @@ class ScrubFilter(logging.Filter):
             secrets = sorted(self._secrets, key=len, reverse=True)
         for s in secrets:
             text = text.replace(s, MASK)
-        return _URL.sub(lambda m: redact_url(m.group(0)), text)
+        return redact_urls_in(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
