@@ -23,12 +23,22 @@ from dockwarden import __version__, cli_operator, cli_status
 from dockwarden.cli_common import (InventoryOpt, JsonOpt, ModeOpt, NodeOpt, PolicyOpt, StateDirOpt, echo_event, fail,
                                    out, parse_since, settings_from)
 from dockwarden.config import ConfigError, Settings, load_policy
+from dockwarden.private import private_umask
 from dockwarden.store import Store, StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="dockwarden: keeps a Docker host in its desired state, and says so when it can't.")
 inventory_app = typer.Typer(no_args_is_help=True, help="Work with inventories (hosts/<node>/services.yaml).")
 app.add_typer(inventory_app, name="inventory")
+
+
+@app.callback()
+def _private_state() -> None:
+    # Runs before every command, `run` included: files and dirs dockwarden creates
+    # are 0600/0700 (design.md promise 3; see dockwarden.private).
+    private_umask()
+
+
 for _name, _fn in (("once", cli_status.once), ("status", cli_status.status), ("drift", cli_status.drift),
                    ("stop", cli_operator.stop), ("start", cli_operator.start), ("pause", cli_operator.pause),
                    ("resume", cli_operator.resume)):

@@ -19,11 +19,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dockwarden.config_errors import format_validation_error
 from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
 from dockwarden.config_pool import PoolSettings
 from dockwarden.config_retention import RetentionPolicy
 from dockwarden.config_storage import HousekeepingPolicy, JournalPolicy, StoragePolicy
 from dockwarden.model import Mode
+from dockwarden.redact import redact_urls_in
 
 MB = 1024 * 1024
 GB = 1024 * MB
@@ -145,17 +147,6 @@ _KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guard
                  "storage", "housekeeping", "journal", "retention"}
 
 
-def format_validation_error(path: str | Path, err: ValidationError, *, prefix: str = "") -> str:
-    """One line per problem: ``FILE: field.path: message (got VALUE)``."""
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
-        got = e.get("input")
-        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{path}: {loc or '<root>'}: {e['msg']}{got_s}")
-    return "\n".join(lines)
-
-
 def load_policy(path: str | Path | None) -> Policy:
     """Read and validate a policy TOML file; ``None`` gives the built-in defaults.
 
@@ -169,15 +160,18 @@ def load_policy(path: str | Path | None) -> Policy:
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as e:
-        raise ConfigError(f"{p}: cannot read policy file: {e.strerror or e}") from e
+        raise ConfigError(f"{p}: <root>: cannot read policy file: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: <root>: not UTF-8 text (byte {e.start}); expected a UTF-8 TOML file") from e
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from e
+        # tomllib may quote a key ("Cannot declare ('k',) twice"): URLs in it are redacted.
+        raise ConfigError(f"{p}: <root>: not valid TOML: {redact_urls_in(str(e))}; expected a TOML document") from e
     known = {k: v for k, v in raw.items() if k in _KNOWN_TABLES}
     extra = {k: v for k, v in raw.items() if k not in _KNOWN_TABLES}
     try:
         policy = Policy(**known, extra=extra)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(p, e)) from e
+        raise ConfigError(format_validation_error(p, e, model=Policy)) from e
     t = policy.thresholds
     if t.disk_warn_percent > t.disk_critical_percent:
         raise ConfigError(

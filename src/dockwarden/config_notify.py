@@ -105,6 +105,14 @@ class Recovery(_Section):
     before it reports the rest as failed."""
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def env_names(url: str) -> list[str]:
+    """The ``${NAME}`` names a channel URL refers to, in order (names, never values)."""
+    return _ENV_REF.findall(url)
+
+
 def expand_env(url: str, env: dict[str, str]) -> str:
     """Replace ``${NAME}`` in a channel URL by the environment's value.
 
@@ -117,4 +125,4 @@ def expand_env(url: str, env: dict[str, str]) -> str:
             raise KeyError(f"environment variable {name} is not set")
         return env[name]
 
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, url)
+    return _ENV_REF.sub(sub, url)

@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dockwarden.redact import describe_value
+
 #: Docker's rule for container names (``[a-zA-Z0-9][a-zA-Z0-9_.-]+``, moby
 #: daemon/names.go); a pool name is ``<prefix>-<n>``.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -43,7 +45,7 @@ def parse_size(value: Any) -> int:
         ValueError: not a non-negative size.
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected bytes or a size like 512m, got {value!r}")
+        raise ValueError(f"expected bytes or a size like 512m, got {describe_value(value)}")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"expected a size >= 0, got {value}")
@@ -52,7 +54,7 @@ def parse_size(value: Any) -> int:
         m = _SIZE_RE.match(value)
         if m:
             return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
-    raise ValueError(f"expected bytes or a size like 512m, got {value!r}")
+    raise ValueError(f"expected bytes or a size like 512m, got {describe_value(value)}")
 
 
 def parse_mount(spec: str) -> tuple[str, str, bool]:
@@ -66,14 +68,14 @@ def parse_mount(spec: str) -> tuple[str, str, bool]:
     """
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise ValueError(f"expected SOURCE:TARGET[:ro|rw], got {spec!r}")
+        raise ValueError(f"expected SOURCE:TARGET[:ro|rw], got {describe_value(spec)}")
     mode = parts[2] if len(parts) == 3 else "rw"
     if mode not in ("ro", "rw"):
-        raise ValueError(f"expected mode ro or rw after the target, got {spec!r}")
+        raise ValueError(f"expected mode ro or rw after the target, got {describe_value(spec)}")
     if not parts[1].startswith("/"):
-        raise ValueError(f"expected an absolute target path in the container, got {spec!r}")
+        raise ValueError(f"expected an absolute target path in the container, got {describe_value(spec)}")
     if not parts[0].startswith("/") and not NAME_RE.match(parts[0]):
-        raise ValueError(f"expected an absolute host path or a volume name as source, got {spec!r}")
+        raise ValueError(f"expected an absolute host path or a volume name as source, got {describe_value(spec)}")
     return parts[0], parts[1], mode == "ro"
 
 
@@ -136,7 +138,7 @@ class PoolSettings(BaseModel):
     @classmethod
     def _prefix(cls, v: str) -> str:
         if not NAME_RE.match(v):
-            raise ValueError(f"expected letters, digits, '_', '.' or '-' (not first), got {v!r}")
+            raise ValueError(f"expected letters, digits, '_', '.' or '-' (not first), got {describe_value(v)}")
         return v
 
     @field_validator("memory", mode="before")
@@ -160,7 +162,7 @@ class PoolSettings(BaseModel):
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         bad = sorted(k for k in v if not ENV_NAME_RE.match(k))
         if bad:
-            raise ValueError(f"expected environment variable names, got {bad}")
+            raise ValueError(f"expected environment variable names, got {', '.join(describe_value(k, 'key') for k in bad)}")
         return v
 
     @field_validator("mounts")
@@ -175,17 +177,18 @@ class PoolSettings(BaseModel):
     def _secrets(cls, v: dict[str, str]) -> dict[str, str]:
         for name, source in v.items():
             if not SECRET_NAME_RE.match(name):
-                raise ValueError(f"secret name {name!r}: expected letters, digits, '_', '.' or '-' (a file name)")
+                raise ValueError(f"secret name {describe_value(name)}: expected letters, digits, '_', '.' or '-' (a file name)")
             if not (source.startswith("/") or ENV_NAME_RE.match(source)):
-                raise ValueError(
-                    f"secret {name!r}: expected an absolute file path or an environment variable name, got {source!r}")
+                # The value itself pasted here is a likely mistake: never echo it.
+                raise ValueError(f"secret {name!r}: expected an absolute file path or an environment variable "
+                                 f"name, got {describe_value(source, 'secret')}")
         return v
 
     @field_validator("health_http_path")
     @classmethod
     def _path(cls, v: str) -> str:
         if not v.startswith("/"):
-            raise ValueError(f"expected a path starting with '/', got {v!r}")
+            raise ValueError(f"expected a path starting with '/', got {describe_value(v)}")
         return v
 
     @model_validator(mode="after")

@@ -14,6 +14,8 @@ from pathlib import PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dockwarden.redact import describe_value
+
 #: The tiers of the disk-pressure recipe, in the order they run (issue 3).
 TIERS = ("dangling", "containers", "images")
 
@@ -73,7 +75,7 @@ class StoragePolicy(_Section):
     def _tiers(cls, v: list[str]) -> list[str]:
         bad = [t for t in v if t not in TIERS]
         if bad:
-            raise ValueError(f"expected tier names from {list(TIERS)}, got {bad}")
+            raise ValueError(f"expected tier names from {list(TIERS)}, got {', '.join(describe_value(t) for t in bad)}")
         return [t for t in TIERS if t in v]  # always in recipe order, no duplicates
 
 
@@ -83,9 +85,9 @@ def _check_globs(v: list[str]) -> list[str]:
     for g in v:
         p = PurePosixPath(g)
         if not p.is_absolute():
-            raise ValueError(f"expected an absolute path glob, got {g!r}")
+            raise ValueError(f"expected an absolute path glob, got {describe_value(g)}")
         if len(p.parts) < 3:
-            raise ValueError(f"expected a glob at least two directories deep (e.g. /srv/x/*), got {g!r}")
+            raise ValueError(f"expected a glob at least two directories deep (e.g. /srv/x/*), got {describe_value(g)}")
     return v
 
 

@@ -10,6 +10,7 @@ one lock, migrations applied on open. SQL always takes parameters.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -17,6 +18,8 @@ from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from dockwarden.private import private_opener, secure_state_dir
 
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,13 @@ def apply_migrations(db: sqlite3.Connection, component: str, migrations: dict[in
 
 def connect_db(path: str | Path) -> sqlite3.Connection:
     """A connection to ``dockwarden.db`` set up like the Store's (WAL, autocommit,
-    foreign keys on, 15 s busy timeout), for feature modules with their own tables."""
+    foreign keys on, 15 s busy timeout), for feature modules with their own tables.
+
+    A missing file is created 0600 first, whatever the umask: SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's mode (``findCreateFileMode``
+    in ``os_unix.c``), so they are private too.
+    """
+    os.close(private_opener(path, os.O_RDWR | os.O_CREAT))
     db = sqlite3.connect(str(path), timeout=15, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
@@ -107,9 +116,14 @@ class FeatureDB:
     Subclasses set ``COMPONENT`` and ``MIGRATIONS``.
 
     Args:
-        path: the shared database file (its directory is created).
+        path: the shared database file. Its directory (the state dir) is
+            created and made private first (:func:`dockwarden.private.secure_state_dir`:
+            0700, every file in it 0600), so the database, its ``-wal``/``-shm``
+            (which take the database's mode) and every other state file are
+            private whichever command or daemon opened them first.
     Raises:
         sqlite3.Error, StoreError: the file cannot be opened or migrated.
+        OSError: the state dir cannot be created.
     """
 
     COMPONENT = ""
@@ -117,7 +131,7 @@ class FeatureDB:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        secure_state_dir(self.path.parent)
         try:
             self._db = connect_db(self.path)
         except sqlite3.Error as e:

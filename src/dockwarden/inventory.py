@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dockwarden.config import ConfigError
+from dockwarden.config_errors import format_validation_error
 from dockwarden.model import (
     ContainerState,
     DesiredState,
@@ -42,6 +43,7 @@ from dockwarden.model import (
     Remediation,
     ServiceSpec,
 )
+from dockwarden.redact import describe_value, is_plain_name
 
 LABEL_ENABLE = "dockwarden.enable"
 LABEL_DESIRED = "dockwarden.desired"
@@ -84,26 +86,27 @@ class ServicesFile(BaseModel):
 
 
 def _format_errors(path: Path, err: ValidationError, doc: Any) -> str:
-    lines = []
-    for e in err.errors():
-        parts: list[str] = []
-        for p in e["loc"]:
-            if isinstance(p, int):
-                parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
-            else:
-                parts.append(str(p))
-        where = ".".join(parts) or "<root>"
+    """:func:`~dockwarden.config_errors.format_validation_error`, with the service's
+    name after its index when it has one: ``FILE: services[2].desired (service 'web'): ...``."""
+    def service(loc: tuple) -> str:
         # Name the service too, when we can, so "services[3]" is findable.
         try:
-            idx = next(p for p in e["loc"] if isinstance(p, int))
-            svc_name = doc["services"][idx].get("name")
+            idx = next(p for p in loc if isinstance(p, int))
+            name = doc["services"][idx].get("name")
         except (StopIteration, KeyError, IndexError, TypeError, AttributeError):
-            svc_name = None  # the error is not inside one service entry
-        where += f" (service {svc_name!r})" if svc_name else ""
-        got = e.get("input")
-        got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        lines.append(f"{path}: {where}: {e['msg']}{got_s}")
-    return "\n".join(lines)
+            return ""  # the error is not inside one service entry
+        return f" (service {name!r})" if isinstance(name, str) and is_plain_name(name) else ""
+
+    return format_validation_error(path, err, model=ServicesFile, note=service)
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
+    """``FILE: <root>: not valid YAML: PROBLEM at line L, column C; expected ...``,
+    without the snippet of the document PyYAML quotes (it may hold a secret)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or type(e).__name__
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{path}: <root>: not valid YAML: {problem}{at}; expected a YAML mapping with a 'services' list"
 
 
 def parse_services_file(path: Path, node: str) -> list[ServiceSpec]:
@@ -121,21 +124,21 @@ def parse_services_file(path: Path, node: str) -> list[ServiceSpec]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read inventory file: {e.strerror or e}") from e
+        raise ConfigError(f"{path}: <root>: cannot read inventory file: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: <root>: not UTF-8 text (byte {e.start}); expected a UTF-8 YAML file") from e
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(_yaml_error(path, e)) from e
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: <root>: expected a mapping with a 'services' list, got {type(doc).__name__}")
     try:
-        parsed = ServicesFile(**doc)
+        parsed = ServicesFile.model_validate(doc)  # non-string keys are errors too ("Keys should be strings")
     except ValidationError as e:
         raise ConfigError(_format_errors(path, e, doc)) from e
-    except TypeError as e:  # non-string keys
-        raise ConfigError(f"{path}: <root>: {e}") from e
 
     specs: list[ServiceSpec] = []
     seen: dict[str, int] = {}
@@ -241,8 +244,8 @@ def load_inventory(path: str | Path | None, node: str | None = None) -> DesiredS
 def _label(labels: dict[str, str], key: str) -> str | None:
     """Label lookup tolerant of key case (users write ``DockWarden.Enable``)."""
     for k, v in labels.items():
-        if k.lower() == key:
-            return v.strip()
+        if str(k).lower() == key:
+            return v.strip() if isinstance(v, str) else str(v)
     return None
 
 
@@ -267,7 +270,10 @@ def spec_from_labels(c: ContainerState, node: str) -> tuple[ServiceSpec | None, 
 
     Returns:
         (spec, problem): spec is None when the container is not enabled; problem
-        names a bad label value (the label is then ignored, defaults apply).
+        names the container, each bad label and what was expected, e.g.
+        ``container web: label dockwarden.desired: expected running or stopped (got 'later')``
+        (the value as :func:`dockwarden.redact.describe_value` allows); the bad
+        label is then ignored and its default applies.
     """
     if label_enabled(c.labels) is not True:
         return None, None
@@ -278,14 +284,14 @@ def spec_from_labels(c: ContainerState, node: str) -> tuple[ServiceSpec | None, 
         if dv.lower() in ("running", "stopped"):
             desired = Intent(dv.lower())
         else:
-            problems.append(f"label {LABEL_DESIRED}={dv!r}: expected running|stopped")
+            problems.append(f"label {LABEL_DESIRED}: expected running or stopped (got {describe_value(dv)})")
     remediation = Remediation.AUTO
     rv = _label(c.labels, LABEL_REMEDIATION)
     if rv is not None:
         if rv.lower() in ("auto", "recommend", "off"):
             remediation = Remediation(rv.lower())
         else:
-            problems.append(f"label {LABEL_REMEDIATION}={rv!r}: expected auto|recommend|off")
+            problems.append(f"label {LABEL_REMEDIATION}: expected auto, recommend or off (got {describe_value(rv)})")
     spec = ServiceSpec(
         name=c.name,
         node=node,
@@ -295,7 +301,7 @@ def spec_from_labels(c: ContainerState, node: str) -> tuple[ServiceSpec | None, 
         source=IntentSource.LABEL,
         origin=f"container {c.name} labels",
     )
-    return spec, ("; ".join(problems) or None)
+    return spec, (f"container {c.name}: " + "; ".join(problems) if problems else None)
 
 
 def merge_labelled(
@@ -318,7 +324,7 @@ def merge_labelled(
             continue
         spec, problem = spec_from_labels(c, desired.node)
         if problem:
-            problems.append(f"container {c.name}: {problem}")
+            problems.append(problem)
         if spec is not None:
             services[spec.name] = spec
     return DesiredState(node=desired.node, services=services), problems

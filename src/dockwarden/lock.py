@@ -8,6 +8,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from dockwarden.private import DIR_MODE, private_opener
+
 
 class AlreadyRunning(RuntimeError):
     """Another daemon holds the state dir's lock."""
@@ -21,9 +23,9 @@ def acquire_lock(state_dir: Path):
     Raises:
         AlreadyRunning: another process holds it; the message names its PID.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     path = state_dir / "daemon.lock"
-    fh = open(path, "a+")
+    fh = open(path, "a+", opener=private_opener)
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -43,7 +45,7 @@ def lock_held(state_dir: Path) -> bool:
     path = state_dir / "daemon.lock"
     if not path.exists():
         return False
-    with open(path, "a+") as fh:
+    with open(path, "a+", opener=private_opener) as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -20,7 +20,7 @@ def test_defaults_are_the_disinto_numbers():
     ("[guardrails]\nmode = 'yolo'\n", "guardrails.mode"),
     ("[backoff]\ninital_delay_s = 1\n", "backoff.inital_delay_s"),
     ("[thresholds]\ndisk_warn_percent = 90\ndisk_critical_percent = 80\n", "disk_warn_percent"),
-    ("[[guardrails.maintenance]]\nstart = '25:00'\nend = '01:00'\n", "guardrails.maintenance.0.start"),
+    ("[[guardrails.maintenance]]\nstart = '25:00'\nend = '01:00'\n", "guardrails.maintenance[0].start"),
     ("not toml = = 1", "not valid TOML"),
 ])
 def test_policy_errors_name_file_and_field(tmp_path, text, needle):

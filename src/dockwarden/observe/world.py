@@ -19,6 +19,7 @@ from pathlib import Path
 from dockwarden import model
 from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver
 from dockwarden.observe.host import HostSampler
+from dockwarden.redact import public_spec
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +57,40 @@ def observe_world(observer: ContainerObserver, sampler: HostSampler, *, node: st
                             engine_ok=True, engine_error=None, docker_root_dir=root)
 
 
+def world_document(world: model.WorldState) -> dict:
+    """The JSON form of a world state as it may leave the database (``world.json``).
+
+    PURE. ``model.to_jsonable(world)`` with each container's ``spec`` passed
+    through :func:`dockwarden.redact.public_spec`: environment values (``docker run
+    -e SECRET=...``) are dropped, their names kept as ``environment_keys``.
+    The full spec is kept only in the database's ``specs`` table, for ``recreate``.
+
+    Returns:
+        dict: node, observed_at (RFC 3339 UTC), host, containers, engine_ok, ...
+    """
+    doc = model.to_jsonable(world)
+    for c, src in zip(doc["containers"], world.containers):
+        c["spec"] = model.to_jsonable(public_spec(src.spec))
+    return doc
+
+
 def write_world(world: model.WorldState, path: Path) -> None:
     """Write a world state as JSON, atomically.
 
-    Writes a temporary file in the same directory, fsyncs it and renames it over
-    ``path`` (``os.replace``), so readers see the old or the new file, never half.
+    Writes a temporary file in the same directory (``mkstemp``: 0600), fsyncs it
+    and renames it over ``path`` (``os.replace``), so readers see the old or the
+    new file, never half, and the file is private whatever the umask.
 
     Args:
-        world: the snapshot (``model.to_jsonable`` form, datetimes RFC 3339 UTC).
+        world: the snapshot, written as :func:`world_document` (no environment
+            values; datetimes RFC 3339 UTC).
         path: destination, e.g. ``<state dir>/world.json``; its directory must exist.
     Raises:
         OSError: the directory is missing or not writable, or the disk is full
             (the temporary file is removed).
     """
     path = Path(path)
-    data = json.dumps(model.to_jsonable(world), indent=1, sort_keys=False)
+    data = json.dumps(world_document(world), indent=1, sort_keys=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

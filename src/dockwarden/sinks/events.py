@@ -131,7 +131,7 @@ class EventLog:
     def __init__(self, path: str | Path, store: Store | None, echo: Callable[[Event], None] | None = None, *,
                  max_bytes: int = EVENTS_JSONL_MAX_BYTES, rotated_files: int = EVENTS_JSONL_ROTATED_FILES):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.store = store
         self.echo = echo
         self.subscribers: list[Callable[[Event], None]] = []  # e.g. the notifier

@@ -263,12 +263,12 @@ class Journal:
     def _append(self, now: datetime, lines: list[str]) -> bool:
         path = self.path_for(now.date())
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             text = "\n".join(lines) + "\n\n"
             if not path.exists():
                 node = f", node {self.node}" if self.node else ""
                 text = f"# dockwarden journal — {now:%Y-%m-%d} (UTC){node}\n\n" + text
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 os.write(fd, text.encode("utf-8"))
             finally:

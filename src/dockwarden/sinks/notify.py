@@ -14,7 +14,8 @@
   table, so it survives a daemon restart; a per-channel ``max_per_hour`` holds
   the rest back. Nothing here can block or crash the daemon (style.md §9).
 - Channel URLs may name ``${ENV}`` secrets; only apprise's redacted form of a
-  URL (``url(privacy=True)``) is ever logged or recorded.
+  URL (``url(privacy=True)``) is ever logged or recorded, and apprise's own log
+  is scrubbed (:mod:`dockwarden.sinks.apprise_log`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from typing import Any
 import apprise
 
 from dockwarden.config import Policy
-from dockwarden.config_notify import Channel, expand_env
+from dockwarden.config_notify import Channel, env_names, expand_env
 from dockwarden.model import Event, EventType, rfc3339, utcnow
 from dockwarden.db import FeatureDB
+from dockwarden.sinks.apprise_log import install as scrub_apprise_log, scrubbing
 from dockwarden.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
+scrub_apprise_log()  # apprise's own log lines pass through dockwarden.sinks.apprise_log
 
 #: Event types sent when a channel names none.
 DEFAULT_EVENTS = frozenset({
@@ -140,21 +143,24 @@ def deliver(channel: Channel, title: str, body: str, *, timeout_s: float, env: d
     Returns:
         (delivered, error text without secrets).
     """
+    environ = dict(os.environ) if env is None else env
     try:
-        url = expand_env(channel.url, dict(os.environ) if env is None else env)
+        url = expand_env(channel.url, environ)
     except KeyError as e:
         return False, str(e.args[0])
     sep = "&" if "?" in url else "?"
     if "cto=" not in url:
         url += f"{sep}cto={timeout_s:g}&rto={timeout_s:g}"
-    ap = apprise.Apprise()
-    if not ap.add(url):
-        return False, f"channel {channel.name}: not a URL apprise understands ({redacted(channel.url)})"
-    try:
-        ok = ap.notify(title=title, body=body)
-    except Exception as e:  # apprise plugins should not raise; be sure
-        return False, f"channel {channel.name}: {type(e).__name__}"
-    return bool(ok), None if ok else f"channel {channel.name}: delivery to {redacted(channel.url)} failed"
+    # apprise logs the URL it sends to: mask what ${NAME} expanded to, and the URL itself.
+    with scrubbing([url, *(environ[n] for n in env_names(channel.url))]):
+        ap = apprise.Apprise()
+        if not ap.add(url):
+            return False, f"channel {channel.name}: not a URL apprise understands ({redacted(channel.url)})"
+        try:
+            ok = ap.notify(title=title, body=body)
+        except Exception as e:  # apprise plugins should not raise; be sure
+            return False, f"channel {channel.name}: {type(e).__name__}"
+        return bool(ok), None if ok else f"channel {channel.name}: delivery to {redacted(channel.url)} failed"
 
 
 class Outbox(FeatureDB):
