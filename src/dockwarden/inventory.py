@@ -340,8 +340,9 @@ def _autoheal_opt_in(c: ContainerState, rules: LabelsPolicy) -> str | None:
     return None
 
 
-def _stop_timeout(labels: dict[str, str]) -> tuple[float | None, str | None]:
-    """``autoheal.stop.timeout`` in seconds: (value, problem)."""
+def label_stop_timeout(labels: dict[str, str]) -> tuple[float | None, str | None]:
+    """docker-autoheal's ``autoheal.stop.timeout`` label in seconds: (value, problem);
+    (None, None) when absent, (None, text) when not a number of seconds."""
     v = _label(labels, AUTOHEAL_STOP_TIMEOUT_LABEL)
     if v is None:
         return None, None
@@ -393,7 +394,7 @@ def spec_from_labels(c: ContainerState, node: str,
             remediation = Remediation(rv.lower())
         else:
             problems.append(f"label {LABEL_REMEDIATION}={rv!r}: expected auto|recommend|off")
-    stop_timeout_s, problem = _stop_timeout(c.labels)
+    stop_timeout_s, problem = label_stop_timeout(c.labels)
     if problem:
         problems.append(problem)
     spec = ServiceSpec(
