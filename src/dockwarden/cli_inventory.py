@@ -53,8 +53,9 @@ def init(
     compose paths dockwarden trusts) and depends_on where compose recorded it
     (compose v2). Containers stopped now are written `desired: stopped`. Pool
     containers, one-off jobs (docker run --rm, compose run) and dockwarden itself
-    are skipped, each with the reason. Exit 1 when the file exists (see --force),
-    3 when the engine does not answer.
+    are skipped, each with the reason. The node is --node / DOCKWARDEN_NODE, else
+    this machine's hostname. Exit 1 when the file exists (see --force), 3 when
+    the engine does not answer.
     """
     import socket
     import tempfile
