@@ -235,11 +235,9 @@ def check_inventory(load: Callable[[], Any], path: Path | None) -> Check:
     """
     from dockwarden.config import ConfigError
 
-    if path is None:
-        return Check("inventory", "warn", "no inventory: only labelled containers are tracked "
-                     "(dockwarden.enable=true, autoheal=true)",
-                     "write one from what runs now: `dockwarden inventory init`, then give it with "
-                     "--inventory or DOCKWARDEN_INVENTORY")
+    if path is None:  # a valid set-up (labels only, as docker-autoheal users have it), so not a warning
+        return Check("inventory", "ok", "none given: only labelled containers are tracked (dockwarden.enable=true, "
+                     "autoheal=true); `dockwarden inventory init` writes one from what runs now")
     try:
         desired = load()
     except ConfigError as e:

@@ -113,8 +113,8 @@ def test_state_dir(tmp_path):
 
 
 def test_inventory_and_policy(tmp_path):
-    assert check_inventory(lambda: None, None).status == "warn"
-    assert "inventory init" in check_inventory(lambda: None, None).fix
+    none = check_inventory(lambda: None, None)
+    assert none.status == "ok" and "only labelled containers" in none.detail and "inventory init" in none.detail
 
     def bad():
         raise ConfigError("inv/hosts/n/services.yaml: services[0].desired: Input should be 'running' or 'stopped'")
