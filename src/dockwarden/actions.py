@@ -129,7 +129,8 @@ class ActionProtocol:
 
     def begin(self, *, service: str, container: str, action: ActionKind, reason: str,
               container_id: str | None = None, drift: DriftKind | None = None, priority: str | None = None,
-              now: datetime | None = None, details: dict[str, Any] | None = None) -> ActionRecord:
+              now: datetime | None = None, details: dict[str, Any] | None = None,
+              stop_timeout_s: float | None = None) -> ActionRecord:
         """Record an action before it is carried out, and emit ``action_started``.
 
         Args:
@@ -142,6 +143,8 @@ class ActionProtocol:
             priority: the finding's priority ("P2"), for the event.
             now: start time (UTC); default now.
             details: extra event details (attempt number, ...).
+            stop_timeout_s: the service's own grace period, seconds, for the
+                deadline (None: the protocol's).
         Returns:
             ActionRecord: with its ``uid`` and ``deadline_at``.
         Raises:
@@ -151,7 +154,8 @@ class ActionProtocol:
         rec = ActionRecord(
             uid=new_action_id(), service=service, container=container, container_id=container_id,
             action=action, drift=drift, by=self.by, pid=os.getpid(), started_at=now,
-            deadline_at=now + timedelta(seconds=deadline_s(action, self.stop_timeout_s)),
+            deadline_at=now + timedelta(seconds=deadline_s(
+                action, self.stop_timeout_s if stop_timeout_s is None else stop_timeout_s)),
         )
         self.store.begin_action(rec)
         self._event(EventType.ACTION_STARTED, rec, reason, now, priority=priority, details=details or {})

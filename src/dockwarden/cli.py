@@ -26,7 +26,7 @@ from dockwarden.config import ConfigError, Settings, load_policy
 from dockwarden.private import private_umask
 from dockwarden.store import Store, StoreError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="dockwarden: keeps a Docker host in its desired state, and says so when it can't.")
 inventory_app = typer.Typer(no_args_is_help=True, help="Work with inventories (hosts/<node>/services.yaml).")
 app.add_typer(inventory_app, name="inventory")
@@ -53,6 +53,9 @@ from dockwarden.cli_pool import app as pool_app, pool_workers  # noqa: E402
 app.add_typer(pool_app, name="pool")
 from dockwarden import cli_storage  # noqa: E402
 cli_storage.register(app)  # storage [--json], prune [--dry-run], journal [--date]
+from dockwarden import cli_doctor, cli_inventory  # noqa: E402
+inventory_app.command("init")(cli_inventory.init)
+app.command("doctor")(cli_doctor.doctor)
 from dockwarden.retention import RetentionWorker  # noqa: E402
 
 

@@ -15,7 +15,7 @@ from dockwarden.incidents import IncidentBook, IncidentError
 from dockwarden.inventory import load_inventory
 from dockwarden.model import Event, EventType, utcnow
 from dockwarden.sinks.events import EventLog
-from dockwarden.sinks.notify import deliver, redacted, render
+from dockwarden.sinks.notify import send_test_messages
 from dockwarden.store import Store, StoreError
 
 notify_app = typer.Typer(no_args_is_help=True, help="Notification channels (the notify.channel tables of the policy).")
@@ -92,13 +92,7 @@ def notify_test(
     if not chans:
         fail(f"no channel {channel!r} in the policy" if channel else
               "no [[notify.channel]] in the policy (give --policy or DOCKWARDEN_POLICY)", 2)
-    ev = Event(type=EventType.NOTIFY_TEST, ts=utcnow(), node=s.node or "local",
-               reason="dockwarden test message: if you read this, the channel works", priority="P0")
-    title, body = render(ev)
-    results = []
-    for c in chans:
-        ok, error = deliver(c, title, body, timeout_s=pol.notify.timeout_s)
-        results.append({"channel": c.name, "url": redacted(c.url), "delivered": ok, "error": error})
+    results = send_test_messages(chans, node=s.node or "local", timeout_s=pol.notify.timeout_s)
     if as_json:
         print(json.dumps(results, indent=2))
     else:

@@ -55,7 +55,7 @@ def _operator_context(s: Settings, name: str) -> _Context:
         containers = ContainerObserver(client, stats="none").observe(with_stats=False)
     except ENGINE_ERRORS as e:
         fail(f"Docker engine unreachable: {e}", 3)
-    merged, _ = merge_labelled(desired, containers)
+    merged, _ = merge_labelled(desired, containers, pol.labels)
     spec = merged.services.get(name)
     if spec is None:
         fail(f"unknown service {name!r}; tracked services: {', '.join(sorted(merged.services)) or '(none)'}", 2)
@@ -107,9 +107,10 @@ def _act(ctx: _Context, action, reason: str) -> bool:
     protocol = ActionProtocol(ctx.store, ctx.log_.send, ctx.merged.node, by=ActionBy.CLI,
                               stop_timeout_s=ctx.pol.guardrails.stop_timeout_s)
     rec = protocol.begin(service=spec.name, container=container, container_id=c.id if c is not None else None,
-                         action=action, reason=reason)
+                         action=action, reason=reason, stop_timeout_s=spec.stop_timeout_s)
     call = functools.partial(Executor(ctx.client, stop_timeout_s=ctx.pol.guardrails.stop_timeout_s).run, action,
-                             service=spec.name, container=container, spec=specs.get(spec.name), compose=compose)
+                             service=spec.name, container=container, spec=specs.get(spec.name), compose=compose,
+                             stop_timeout_s=spec.stop_timeout_s)
     try:
         outcome = protocol.carry_out(rec, call)
     except KeyboardInterrupt:

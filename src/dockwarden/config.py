@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dockwarden.config_errors import format_validation_error
+from dockwarden.config_labels import LabelsPolicy
 from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
 from dockwarden.config_pool import PoolSettings
 from dockwarden.config_retention import RetentionPolicy
@@ -138,13 +139,14 @@ class Policy(_Section):
     journal: JournalPolicy = Field(default_factory=JournalPolicy)
     pool: PoolSettings = Field(default_factory=PoolSettings)
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    labels: LabelsPolicy = Field(default_factory=LabelsPolicy)
     extra: dict[str, Any] = Field(default_factory=dict)
     """Tables of later features (``storage``, ``notify``, ``pool``...) kept as read."""
 
 
 _KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guardrails", "pool",
                  "incidents", "notify", "spikes", "recovery",
-                 "storage", "housekeeping", "journal", "retention"}
+                 "storage", "housekeeping", "journal", "retention", "labels"}
 
 
 def load_policy(path: str | Path | None) -> Policy:

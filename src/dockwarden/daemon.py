@@ -356,7 +356,7 @@ class Daemon:
         if not world.engine_ok:
             self._on_engine_lost(world.engine_error or "observation failed")
             return False
-        merged, _ = merge_labelled(self.reconciler.desired, world.containers)
+        merged, _ = merge_labelled(self.reconciler.desired, world.containers, self.reconciler.policy.labels)
         self.services = ServiceIndex(merged)
         self.world = world
         if first or was_lost:

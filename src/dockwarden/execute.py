@@ -15,6 +15,7 @@ intent.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -101,6 +102,7 @@ class Executor:
         container: str,
         spec: dict[str, Any] | None = None,
         compose: ComposeTarget | None = None,
+        stop_timeout_s: float | None = None,
     ) -> Outcome:
         """Carry out one action and report what happened.
 
@@ -111,20 +113,25 @@ class Executor:
             spec: creation spec for ``recreate`` (``observe.inspect.spec_of`` shape:
                 keyword arguments of ``client.containers.create``).
             compose: target for ``compose_up``.
+            stop_timeout_s: this call's grace period before SIGKILL for stop and
+                restart, seconds (a service's ``stop_timeout_s``: inventory, or
+                docker-autoheal's ``autoheal.stop.timeout`` label); None: the
+                executor's. Docker takes whole seconds; it is rounded up.
         Returns:
             Outcome: ``ok`` and ``result`` ("unchanged", "started", ...), or
             ``ok=False`` with ``error`` and ``permanent``. Never raises.
         Side effects: Docker start/stop/restart/remove/create, or a compose run.
         """
         t0 = time.monotonic()
+        grace_s = math.ceil(self.stop_timeout_s if stop_timeout_s is None else stop_timeout_s)
         try:
             match action:
                 case ActionKind.START:
                     result = self._start(container)
                 case ActionKind.STOP:
-                    result = self._stop(container)
+                    result = self._stop(container, grace_s)
                 case ActionKind.RESTART:
-                    result = self._restart(container)
+                    result = self._restart(container, grace_s)
                 case ActionKind.RECREATE:
                     if not spec:
                         return self._fail(action, service, container, t0, "no recorded spec to recreate from", True)
@@ -164,14 +171,14 @@ class Executor:
         self.client.api.start(container)
         return "started"
 
-    def _stop(self, container: str) -> ActionResult:
+    def _stop(self, container: str, grace_s: int) -> ActionResult:
         if not self._state(container).get("Running"):
             return "unchanged"
-        self.client.api.stop(container, timeout=int(self.stop_timeout_s))
+        self.client.api.stop(container, timeout=grace_s)  # the SDK adds grace_s to the HTTP timeout
         return "stopped"
 
-    def _restart(self, container: str) -> ActionResult:
-        self.client.api.restart(container, timeout=int(self.stop_timeout_s))
+    def _restart(self, container: str, grace_s: int) -> ActionResult:
+        self.client.api.restart(container, timeout=grace_s)
         return "restarted"
 
     def _recreate(self, container: str, spec: dict[str, Any]) -> ActionResult:

@@ -11,14 +11,17 @@ Inventory layout (runtime supervisor, seed 001): a directory holding
         depends_on: [db]
         max_restarts: 5           # restart budget override
         restart_window_s: 600
+        stop_timeout_s: 20        # stop/restart grace period; default [guardrails] stop_timeout_s
       - name: api
         compose_project: shop     # instead of container
         compose_service: api      # default: name
         compose_file: /srv/shop/docker-compose.yml   # optional, for compose_up
 
 Labels (for containers outside the inventory): ``dockwarden.enable=true|false``
-(case-insensitive), ``dockwarden.desired``, ``dockwarden.remediation``. A
-labelled container is tracked as a service named after the container.
+(case-insensitive), ``dockwarden.desired``, ``dockwarden.remediation``; and
+docker-autoheal's ``autoheal=true`` / ``autoheal.stop.timeout`` as the policy's
+``[labels]`` table says (``config_labels``). A labelled container is tracked as
+a service named after the container.
 
 Errors: :func:`load_inventory` raises :class:`~dockwarden.config.ConfigError`
 naming the file, the field path (``services[2].desired``) and what was expected.
@@ -35,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dockwarden.config import ConfigError
 from dockwarden.config_errors import format_validation_error
+from dockwarden.config_labels import AUTOHEAL_STOP_TIMEOUT_LABEL, LabelsPolicy
 from dockwarden.model import (
     ContainerState,
     DesiredState,
@@ -43,11 +47,18 @@ from dockwarden.model import (
     Remediation,
     ServiceSpec,
 )
+from dockwarden.reconcile.resolve import ServiceIndex
 from dockwarden.redact import describe_value, is_plain_name
 
 LABEL_ENABLE = "dockwarden.enable"
 LABEL_DESIRED = "dockwarden.desired"
 LABEL_REMEDIATION = "dockwarden.remediation"
+#: ``true`` on dockwarden's own container (its image sets it): never a service.
+LABEL_SUPERVISOR = "dockwarden.supervisor"
+#: Containers a dockwarden subsystem manages itself (the pool labels its workers so).
+LABEL_MANAGED = "dockwarden.managed"
+#: docker compose (v1 and v2) marks the containers of ``compose run`` so.
+COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
 
 _NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"  # Docker's container-name rule
 
@@ -67,6 +78,7 @@ class ServiceEntry(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     max_restarts: int | None = Field(None, ge=1)
     restart_window_s: float | None = Field(None, gt=0)
+    stop_timeout_s: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _container_or_compose(self) -> "ServiceEntry":
@@ -162,6 +174,7 @@ def parse_services_file(path: Path, node: str) -> list[ServiceSpec]:
                 depends_on=tuple(s.depends_on),
                 max_restarts=s.max_restarts,
                 restart_window_s=s.restart_window_s,
+                stop_timeout_s=s.stop_timeout_s,
                 source=IntentSource.INVENTORY,
                 origin=str(path),
             )
@@ -242,19 +255,18 @@ def load_inventory(path: str | Path | None, node: str | None = None) -> DesiredS
 
 
 def _label(labels: dict[str, str], key: str) -> str | None:
-    """Label lookup tolerant of key case (users write ``DockWarden.Enable``)."""
+    """Label lookup tolerant of key case (users write ``DockWarden.Enable``);
+    ``key`` is given in lower case."""
     for k, v in labels.items():
         if str(k).lower() == key:
             return v.strip() if isinstance(v, str) else str(v)
     return None
 
 
-def label_enabled(labels: dict[str, str]) -> bool | None:
-    """``dockwarden.enable``: True, False, or None when absent or not a boolean.
-
-    Case-insensitive in key and value (docker-autoheal users asked for this).
-    """
-    v = _label(labels, LABEL_ENABLE)
+def _bool_label(labels: dict[str, str], key: str) -> bool | None:
+    """A boolean label, case-insensitive in key and value: True, False, or None
+    when absent or not a boolean (``true/1/yes/on``, ``false/0/no/off``)."""
+    v = _label(labels, key)
     if v is None:
         return None
     lv = v.lower()
@@ -265,17 +277,114 @@ def label_enabled(labels: dict[str, str]) -> bool | None:
     return None
 
 
-def spec_from_labels(c: ContainerState, node: str) -> tuple[ServiceSpec | None, str | None]:
-    """A ServiceSpec for a container labelled ``dockwarden.enable=true``.
+def label_enabled(labels: dict[str, str]) -> bool | None:
+    """``dockwarden.enable``: True, False, or None when absent or not a boolean.
+
+    Case-insensitive in key and value (docker-autoheal users asked for this).
+    """
+    return _bool_label(labels, LABEL_ENABLE)
+
+
+def runs_dockwarden(c: ContainerState) -> bool:
+    """True for a container that is dockwarden itself: labelled
+    ``dockwarden.supervisor=true``, or its entrypoint and command run
+    ``dockwarden run`` (``python -m dockwarden run``, ``sh -c "dockwarden run"``)."""
+    if _bool_label(c.labels, LABEL_SUPERVISOR) is True:
+        return True
+    spec = c.spec or {}
+    argv = [*(spec.get("entrypoint") or []), *(spec.get("command") or [])]
+    words = [w.rsplit("/", 1)[-1] for arg in argv for w in str(arg).split()]
+    return any(w == "dockwarden" and words[i + 1:i + 2] == ["run"] for i, w in enumerate(words))
+
+
+def not_a_service(c: ContainerState) -> str | None:
+    """Why a container can never be a service of its own, or None.
 
     Returns:
-        (spec, problem): spec is None when the container is not enabled; problem
-        names the container, each bad label and what was expected, e.g.
+        str | None: "dockwarden itself" (:func:`runs_dockwarden`); a pool
+        container (label ``dockwarden.managed=true``: the pool manages it); a
+        one-off job (``HostConfig.AutoRemove``, ``docker run --rm``: removed when
+        it exits); a compose one-off (label ``com.docker.compose.oneoff=True``,
+        ``docker compose run``).
+    """
+    if runs_dockwarden(c):
+        return "dockwarden itself"
+    if _bool_label(c.labels, LABEL_MANAGED) is True:
+        return "a container of dockwarden's pool (dockwarden.managed=true): the pool manages it"
+    if c.auto_remove:
+        return "a one-off job (docker run --rm): Docker removes it when it exits"
+    if _bool_label(c.labels, COMPOSE_ONEOFF_LABEL) is True:
+        return "a compose one-off (docker compose run)"
+    return None
+
+
+def has_healthcheck(c: ContainerState) -> bool:
+    """True when the container has a healthcheck (its own or its image's), so
+    it can turn ``unhealthy``. ``["NONE"]`` disables an image's healthcheck."""
+    if c.health is not None:
+        return True
+    test = ((c.spec or {}).get("healthcheck") or {}).get("test") or []
+    return bool(test) and test[0] != "NONE"
+
+
+def _autoheal_opt_in(c: ContainerState, rules: LabelsPolicy) -> str | None:
+    """How docker-autoheal's rules make ``c`` a tracked service (text for the
+    spec's origin), or None. See :class:`~dockwarden.config_labels.LabelsPolicy`."""
+    if rules.autoheal_compat == "off":
+        return None
+    key = rules.autoheal_label.lower()
+    value = _bool_label(c.labels, key)
+    if value is False or not_a_service(c) is not None:
+        return None
+    if value is True:
+        return f"{rules.autoheal_label}=true"
+    if rules.autoheal_compat == "all" and has_healthcheck(c):
+        return "[labels] autoheal_compat = all"
+    return None
+
+
+def label_stop_timeout(labels: dict[str, str]) -> tuple[float | None, str | None]:
+    """docker-autoheal's ``autoheal.stop.timeout`` label in seconds: (value, problem);
+    (None, None) when absent, (None, text) when not a number of seconds."""
+    v = _label(labels, AUTOHEAL_STOP_TIMEOUT_LABEL)
+    if v is None:
+        return None, None
+    try:
+        t = float(v)
+    except ValueError:
+        t = -1.0
+    if not 0 <= t < 86400:
+        return None, (f"label {AUTOHEAL_STOP_TIMEOUT_LABEL}: expected seconds, a number from 0 to 86399 "
+                      f"(got {describe_value(v)})")
+    return t, None
+
+
+def spec_from_labels(c: ContainerState, node: str,
+                     rules: LabelsPolicy | None = None) -> tuple[ServiceSpec | None, str | None]:
+    """A ServiceSpec for a container its labels opt in.
+
+    Opted in: ``dockwarden.enable=true``; else docker-autoheal's rules
+    (``rules``, the policy's ``[labels]``; default: ``autoheal=true``). Opted
+    out: ``dockwarden.enable=false``, whatever else it carries.
+    ``dockwarden.desired`` and ``dockwarden.remediation`` apply to both;
+    ``autoheal.stop.timeout`` (seconds) becomes ``stop_timeout_s``.
+
+    Args:
+        c (ContainerState): The container.
+        node (str): The node it runs on.
+        rules (LabelsPolicy | None): The ``[labels]`` table; None: its defaults.
+    Returns:
+        (spec, problem): spec is None when the container is not opted in;
+        problem names the container, each bad label and what was expected, e.g.
         ``container web: label dockwarden.desired: expected running or stopped (got 'later')``
         (the value as :func:`dockwarden.redact.describe_value` allows); the bad
         label is then ignored and its default applies.
     """
-    if label_enabled(c.labels) is not True:
+    enabled = label_enabled(c.labels)
+    if enabled is False:
+        return None, None
+    via = "dockwarden.enable=true" if enabled else _autoheal_opt_in(c, rules or LabelsPolicy())
+    if via is None:
         return None, None
     problems = []
     desired = Intent.RUNNING
@@ -292,37 +401,47 @@ def spec_from_labels(c: ContainerState, node: str) -> tuple[ServiceSpec | None, 
             remediation = Remediation(rv.lower())
         else:
             problems.append(f"label {LABEL_REMEDIATION}: expected auto, recommend or off (got {describe_value(rv)})")
+    stop_timeout_s, problem = label_stop_timeout(c.labels)
+    if problem:
+        problems.append(problem)
     spec = ServiceSpec(
         name=c.name,
         node=node,
         container=c.name,
         desired=desired,
         remediation=remediation,
+        stop_timeout_s=stop_timeout_s,
         source=IntentSource.LABEL,
-        origin=f"container {c.name} labels",
+        origin=f"container {c.name} labels ({via})",
     )
     return spec, (f"container {c.name}: " + "; ".join(problems) if problems else None)
 
 
 def merge_labelled(
-    desired: DesiredState, containers: Iterable[ContainerState]
+    desired: DesiredState, containers: Iterable[ContainerState], rules: LabelsPolicy | None = None,
 ) -> tuple[DesiredState, list[str]]:
     """Add label-enabled containers that the inventory does not already track.
 
-    The inventory wins over labels for the same container. Containers labelled
-    ``dockwarden.enable=false`` are dropped from the inventory's view only if
-    they are not in it (an inventory entry is explicit).
+    The inventory wins over labels for the same container: a container some
+    inventory service claims (by name, or by its compose labels: the one
+    resolver, ``reconcile.resolve``) is never added again, nor one whose name
+    an inventory service already uses.
 
+    Args:
+        desired (DesiredState): The inventory's desired state.
+        containers (Iterable[ContainerState]): The observed containers.
+        rules (LabelsPolicy | None): The policy's ``[labels]`` table; None: its
+            defaults (``autoheal=true`` opts in).
     Returns:
         (desired state with labelled services added, label problems as text).
     """
     services = dict(desired.services)
-    tracked_containers = {s.container_name for s in services.values() if not s.compose_project}
+    claimed = ServiceIndex(desired)
     problems: list[str] = []
     for c in containers:
-        if c.name in tracked_containers or c.name in services:
+        if c.name in services or claimed.claims(c):
             continue
-        spec, problem = spec_from_labels(c, desired.node)
+        spec, problem = spec_from_labels(c, desired.node, rules)
         if problem:
             problems.append(problem)
         if spec is not None:

@@ -312,6 +312,7 @@ class ContainerState:
     compose_project: str | None = None
     compose_service: str | None = None
     restart_policy: str | None = None  # HostConfig.RestartPolicy.Name
+    auto_remove: bool = False  # HostConfig.AutoRemove: a `docker run --rm` job, removed when it exits
     stop_signal: str | None = None  # Config.StopSignal (e.g. "SIGQUIT"); None means Docker's default SIGTERM
     cpu_percent: float | None = None  # % of one core (100 = one full core), from two samples
     memory_bytes: int | None = None
@@ -437,6 +438,7 @@ class ServiceSpec:
     depends_on: tuple[str, ...] = ()
     max_restarts: int | None = None  # restart budget override
     restart_window_s: float | None = None
+    stop_timeout_s: float | None = None  # grace period of stop/restart, seconds; None: [guardrails] stop_timeout_s
     source: IntentSource = IntentSource.INVENTORY
     origin: str = ""
 

@@ -181,7 +181,7 @@ class Reconciler:
         Reads the store (intents, guard records, specs); writes nothing.
         """
         if desired is None:
-            desired, problems = merge_labelled(self.desired, world.containers)
+            desired, problems = merge_labelled(self.desired, world.containers, self.policy.labels)
         else:
             problems = list(label_problems or [])
         intents = self.store.intents()
@@ -230,7 +230,7 @@ class Reconciler:
         update incidents; record the summary when it changes.
         Returns the evaluation, what was started and when to look again.
         """
-        desired, problems = merge_labelled(self.desired, world.containers)
+        desired, problems = merge_labelled(self.desired, world.containers, self.policy.labels)
         if world.engine_ok:
             self._record_specs(desired, world, now)
             self._judge_pending(desired, world, now)
@@ -454,14 +454,14 @@ class Reconciler:
             action = self.protocol.begin(
                 service=name, container=container, container_id=c.id if c is not None else None,
                 action=rec.action, drift=rec.finding.drift.kind, priority=str(rec.finding.priority),
-                reason=rec.reason, now=now,
+                reason=rec.reason, now=now, stop_timeout_s=spec.stop_timeout_s,
                 details={"attempt": guard.attempts,
                          "next_attempt_not_before": guard.next_attempt.isoformat() if guard.next_attempt else None})
         except Exception as e:  # no record, no action: an unrecorded action would read as the operator's
             log.error("%s: cannot record %s, not acting: %s", name, rec.action.value, e)
             return None
         call = functools.partial(self.executor.run, rec.action, service=name, container=container,
-                                 spec=hist.recorded_spec, compose=compose)
+                                 spec=hist.recorded_spec, compose=compose, stop_timeout_s=spec.stop_timeout_s)
         return action, call
 
     def on_action_done(self, action: ActionRecord, outcome: Outcome, d: Decision | None) -> None:

@@ -65,7 +65,7 @@ class StubExecutor:
     def __init__(self):
         self.runs = 0
 
-    def run(self, action: ActionKind, *, service: str, container: str, spec=None, compose=None) -> Outcome:
+    def run(self, action: ActionKind, *, service: str, container: str, spec=None, compose=None, **_kw) -> Outcome:
         self.runs += 1
         return Outcome(action, service, container, ok=True, result="started")
 

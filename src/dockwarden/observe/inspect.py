@@ -252,6 +252,7 @@ def container_state_from_inspect(attrs: dict[str, Any], *, cpu_percent: float | 
         compose_project=labels.get(COMPOSE_PROJECT_LABEL),
         compose_service=labels.get(COMPOSE_SERVICE_LABEL),
         restart_policy=rp,
+        auto_remove=bool(hc.get("AutoRemove")),
         stop_signal=str(cfg.get("StopSignal") or "") or None,
         cpu_percent=cpu_percent,
         memory_bytes=memory_bytes,

@@ -163,6 +163,28 @@ def deliver(channel: Channel, title: str, body: str, *, timeout_s: float, env: d
         return bool(ok), None if ok else f"channel {channel.name}: delivery to {redacted(channel.url)} failed"
 
 
+def send_test_messages(channels: list[Channel], *, node: str, timeout_s: float) -> list[dict[str, Any]]:
+    """Send a test message (a P0 ``notify_test`` event, rendered like any other)
+    to each channel now, bypassing the queue: ``dockwarden notify test`` and
+    ``dockwarden doctor --send``.
+
+    Args:
+        channels: the channels to try.
+        node: the node named in the message.
+        timeout_s: connect/read timeout per channel, seconds.
+    Returns:
+        list[dict]: per channel ``{"channel", "url" (redacted), "delivered", "error"}``.
+    """
+    ev = Event(type=EventType.NOTIFY_TEST, ts=utcnow(), node=node,
+               reason="dockwarden test message: if you read this, the channel works", priority="P0")
+    title, body = render(ev)
+    results = []
+    for c in channels:
+        ok, error = deliver(c, title, body, timeout_s=timeout_s)
+        results.append({"channel": c.name, "url": redacted(c.url), "delivered": ok, "error": error})
+    return results
+
+
 class Outbox(FeatureDB):
     """The delivery queue (table ``outbox`` in ``dockwarden.db``, component ``notify``)."""
 

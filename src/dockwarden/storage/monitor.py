@@ -64,7 +64,7 @@ RECIPE_BACKOFF_S = 3600.0
 def keep_for_report(report: StorageReport, *, desired: DesiredState, store: Store, policy: Policy) -> KeepSet:
     """The keep set for one report: tracked services (inventory + labels on the
     report's containers), recorded specs and intents from the store."""
-    merged, _ = merge_labelled(desired, containers_as_states(report))
+    merged, _ = merge_labelled(desired, containers_as_states(report), policy.labels)
     return keep_set(desired=merged, intents=store.intents(), specs=store.specs(),
                     containers=report.containers, policy=policy)
 
