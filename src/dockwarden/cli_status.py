@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from dockwarden.cli_common import (SUMMARY_STYLES, InventoryOpt, JsonOpt, ModeOpt, NodeOpt, PolicyOpt, StateDirOpt,
                                    err, fail, human_bytes, out, settings_from)
@@ -43,8 +44,9 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
         observer = ContainerObserver(client)
         root = observer.engine_info().get("root_dir")
         observe_world(observer, sampler, node=desired.node, now=utcnow(), with_stats=True, docker_root_dir=root)
-        time.sleep(0.25)  # a second sample gives CPU %
-        world = observe_world(observer, sampler, node=desired.node, now=utcnow(), with_stats=True, docker_root_dir=root)
+        time.sleep(0.25)  # CPU % needs a second sample of the counters: one more list call and cgroup read,
+        world = observe_world(observer, sampler, node=desired.node, now=utcnow(), with_stats=True,
+                              docker_root_dir=root, incremental=True)  # not a second inspect of everything
     except ENGINE_ERRORS as e:
         client = None
         world = WorldState(node=desired.node, observed_at=utcnow(), host=sampler.sample(["/"]), engine_ok=False,
@@ -86,59 +88,42 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
 
 def _evaluation_json(ev, s: Settings, store: Store) -> dict[str, Any]:
     from dockwarden.lock import lock_held
-    from dockwarden.reconcile.drift import effective_intent
-    from dockwarden.reconcile.resolve import find_container
+    from dockwarden.report import status_document
 
-    services = []
-    for name, spec in sorted(ev.desired.services.items()):
-        c = find_container(spec, ev.world)
-        h = ev.histories.get(name)
-        intent = effective_intent(spec, ev.intents.get(name))
-        rec_i = ev.intents.get(name)
-        services.append({
-            "service": name, "container": c.name if c else spec.container_name, "source": spec.source.value,
-            "state": c.state if c else "missing", "health": c.health if c else None,
-            "exit_code": c.exit_code if c else None, "restart_count": c.restart_count if c else None,
-            "cpu_percent": c.cpu_percent if c else None, "memory_bytes": c.memory_bytes if c else None,
-            "intent": intent.value, "intent_source": rec_i.source.value if rec_i else spec.source.value,
-            "remediation": spec.remediation.value, "depends_on": list(spec.depends_on),
-            "guard": to_jsonable(h.guard) if h else None,
-        })
-    tracked = {s_["container"] for s_ in services}
-    untracked = [{"container": c.name, "state": c.state, "health": c.health, "exit_code": c.exit_code}
-                 for c in ev.world.containers
-                 if c.name not in tracked and c.labels.get("dockwarden.managed", "").lower() != "true"]
-    return {
-        "node": ev.desired.node,
-        "observed_at": to_jsonable(ev.world.observed_at),
-        "summary": ev.summary.value if ev.world.engine_ok else "unknown",
-        "exit_code": ev.exit_code,
-        "engine_ok": ev.world.engine_ok,
-        "engine_error": ev.world.engine_error,
-        "daemon_running": lock_held(s.state_dir),
-        "host": to_jsonable(ev.world.host),
-        "services": services,
-        "untracked": untracked,
-        "findings": [
-            {"priority": str(f.priority), "subject": f.subject, "drift": f.drift.kind.value,
-             "container": f.drift.container, "tracked": f.drift.tracked, "reason": f.drift.reason,
-             "details": to_jsonable(f.drift.details)}
-            for f in ev.findings
-        ],
-        "recommendations": [
-            {"subject": d.recommendation.subject, "type": d.event_type.value, "action": d.recommendation.action.value,
-             "reason": d.recommendation.reason, "advice": list(d.recommendation.advice), "execute": d.execute,
-             "decision": d.reason}
-            for d in ev.decisions
-        ],
-        "label_problems": ev.label_problems,
-    }
+    return status_document(ev, daemon_running=lock_held(s.state_dir))
 
 
-def _render_status(data: dict[str, Any]) -> None:
+def _needs_attention(sv: dict[str, Any], subjects: set[str]) -> bool:
+    """A service worth a line by default: it has a finding, is not running while
+    it should, is unhealthy, or its guard is not clear."""
+    g = sv.get("guard") or {}
+    down = sv["intent"] == "running" and sv["state"] != "running"
+    return (sv["service"] in subjects or down or sv.get("health") == "unhealthy" or bool(g.get("paused"))
+            or g.get("circuit") == "open" or bool(g.get("attempts")))
+
+
+def _guard_text(sv: dict[str, Any]) -> str:
+    g = sv.get("guard") or {}
+    out_ = []
+    if g.get("paused"):
+        out_.append("paused")
+    if g.get("circuit") == "open":
+        out_.append("circuit open")
+    if g.get("attempts"):
+        out_.append(f"attempts {g['attempts']}")
+    return ", ".join(out_) or "ok"
+
+
+def _render_status(data: dict[str, Any], *, show_all: bool = False) -> None:
+    """Summary, host, counts by state, then the services that need attention
+    (``show_all``: every service). A Rich table on a terminal; plain columns,
+    never truncated, when stdout is a pipe or a file (issue 9: readable at scale)."""
+    import sys
+
     summ = data["summary"]
+    src = " (from the running daemon's last pass)" if data.get("source") == "daemon" else ""
     out.print(f"[{SUMMARY_STYLES.get(summ, '')}]{summ.upper()}[/]  node [bold]{data['node']}[/]  "
-              f"observed {data['observed_at']}  daemon {'running' if data['daemon_running'] else 'not running'}",
+              f"observed {data['observed_at']}{src}  daemon {'running' if data['daemon_running'] else 'not running'}",
               highlight=False)
     if not data["engine_ok"]:
         out.print(f"[red]Docker engine unreachable:[/] {data['engine_error']}", highlight=False)
@@ -149,31 +134,47 @@ def _render_status(data: dict[str, Any]) -> None:
         out.print(f"host: CPU {cpu}, load {h['load1']:.2f} {h['load5']:.2f} {h['load15']:.2f}, RAM available "
                   f"{human_bytes(h['mem_available_bytes'])} of {human_bytes(h['mem_total_bytes'])}, swap used "
                   f"{human_bytes(h['swap_used_bytes'])}, disk {disks}", highlight=False)
-    t = Table(title="services", title_justify="left")
-    for col in ("service", "container", "state", "health", "intent", "mode", "guard", "cpu", "mem"):
-        t.add_column(col)
-    for sv in data["services"]:
-        g = sv.get("guard") or {}
-        guard = []
-        if g.get("paused"):
-            guard.append("paused")
-        if g.get("circuit") == "open":
-            guard.append("[red]circuit open[/]")
-        if g.get("attempts"):
-            guard.append(f"attempts {g['attempts']}")
-        state_style = "green" if sv["state"] == "running" else "red"
-        health = sv["health"] or "-"
-        if health == "unhealthy":
-            health = f"[red]{health}[/]"
-        t.add_row(sv["service"], sv["container"], f"[{state_style}]{sv['state']}[/]", health,
-                  f"{sv['intent']} ({sv['intent_source']})", sv["remediation"], ", ".join(guard) or "ok",
-                  f"{sv['cpu_percent']:.1f}%" if sv["cpu_percent"] is not None else "-", human_bytes(sv["memory_bytes"]))
-    out.print(t)
-    if data["untracked"]:
-        out.print("untracked containers (observed, recommend only): "
-                  + ", ".join(f"{u['container']} ({u['state']})" for u in data["untracked"]), highlight=False)
+    services = data["services"]
+    counts: dict[str, int] = {}
+    for sv in services:
+        key = sv["state"] if sv["intent"] == "running" else f"{sv['state']} (stopped on purpose)"
+        if sv.get("health") == "unhealthy":
+            key = "unhealthy"
+        counts[key] = counts.get(key, 0) + 1
+    bad_untracked = [u for u in data["untracked"] if u["health"] == "unhealthy"
+                     or (u["state"] in ("exited", "dead") and u["exit_code"] not in (None, 0, 137, 143))]
+    out.print(f"services: {len(services)} — " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none")
+              + f"; untracked containers: {len(data['untracked'])} ({len(bad_untracked)} failing)", highlight=False)
+    subjects = {f["subject"] for f in data["findings"]}
+    shown = services if show_all else [sv for sv in services if _needs_attention(sv, subjects)]
+    cols = ("service", "container", "state", "health", "intent", "mode", "guard", "cpu", "mem")
+    rows = [(sv["service"], sv["container"], sv["state"], sv["health"] or "-",
+             f"{sv['intent']} ({sv['intent_source']})", sv["remediation"], _guard_text(sv),
+             f"{sv['cpu_percent']:.1f}%" if sv["cpu_percent"] is not None else "-", human_bytes(sv["memory_bytes"]))
+            for sv in shown]
+    if not shown:
+        out.print("[green]every service is as it should be[/]" + ("" if show_all else " (--all lists them)"))
+    elif sys.stdout.isatty():
+        title = "services" if show_all else "services that need attention (--all lists every one)"
+        t = Table(title=title, title_justify="left")
+        for col in cols:
+            t.add_column(col, overflow="fold")
+        for r in rows:
+            style = "green" if r[2] == "running" else "red"
+            t.add_row(*[Text(x) for x in r[:2]], Text(r[2], style=style),
+                      Text(r[3], style="red" if r[3] == "unhealthy" else ""), *[Text(x) for x in r[4:]])
+        out.print(t)
+    else:  # a pipe or a file: plain columns, whole names
+        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+        for r in (cols, *rows):
+            print("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
+    listed = data["untracked"] if show_all else bad_untracked
+    if listed:
+        out.print(("untracked containers: " if show_all else "failing untracked containers (recommend only): ")
+                  + ", ".join(f"{u['container']} ({u['state']})" for u in listed), highlight=False,
+                  soft_wrap=True)
     for p in data["label_problems"]:
-        out.print(f"[yellow]label problem:[/] {p}", highlight=False)
+        out.print(f"[yellow]label problem:[/] {p}", highlight=False, soft_wrap=True)
 
 
 def _render_drift(data: dict[str, Any]) -> None:
@@ -212,9 +213,19 @@ def once(
     raise typer.Exit(ev.exit_code)
 
 
-def _look(inventory, state_dir, policy, node) -> dict[str, Any]:
-    """Observe and evaluate read-only; exit 3 on bad configuration or store."""
+def _look(inventory, state_dir, policy, node, fresh: bool = False) -> dict[str, Any]:
+    """What the daemon running on the state dir knows (its latest status
+    document), else observe and evaluate read-only; exit 3 on bad configuration
+    or store. ``fresh`` always observes."""
     s = settings_from(inventory, state_dir, policy, node)
+    if not fresh:
+        from dockwarden.lock import lock_held
+        from dockwarden.report import read_fresh
+
+        if lock_held(s.state_dir):
+            doc = read_fresh(s.state_dir)
+            if doc is not None:
+                return _with_recorded_intents(doc, s)
     try:
         ev, store = _evaluate(s, mode=None, act=False)
     except (ConfigError, StoreError) as e:
@@ -222,24 +233,46 @@ def _look(inventory, state_dir, policy, node) -> dict[str, Any]:
     return _evaluation_json(ev, s, store)
 
 
+def _with_recorded_intents(doc: dict[str, Any], s: Settings) -> dict[str, Any]:
+    """The daemon's document with the intents recorded since its last pass (a
+    `dockwarden stop` a moment ago shows at once)."""
+    try:
+        intents = Store(s.state_dir / "dockwarden.db").intents()
+    except StoreError:
+        return doc
+    for svc in doc.get("services", []):
+        rec = intents.get(svc.get("service"))
+        if rec is not None:
+            svc["intent"], svc["intent_source"] = rec.intent.value, rec.source.value
+    return doc
+
+
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Observe the engine now instead of reading what a "
+                                                          "running daemon last saw.")]
+
+
 def status(
     inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
-    as_json: JsonOpt = False,
+    as_json: JsonOpt = False, fresh: FreshOpt = False,
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="List every service, not only those that "
+                                                                 "need attention.")] = False,
 ) -> None:
-    """The host's summary state, resources and every tracked service (read-only)."""
-    data = _look(inventory, state_dir, policy, node)
+    """The host's summary state, counts by state, and the services that need attention (read-only).
+
+    With a daemon running on the state dir, this is what it saw on its last pass."""
+    data = _look(inventory, state_dir, policy, node, fresh)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     else:
-        _render_status(data)
+        _render_status(data, show_all=show_all)
 
 
 def drift(
     inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
-    as_json: JsonOpt = False,
+    as_json: JsonOpt = False, fresh: FreshOpt = False,
 ) -> None:
     """Current drift with priorities and recommendations (read-only)."""
-    data = _look(inventory, state_dir, policy, node)
+    data = _look(inventory, state_dir, policy, node, fresh)
     if as_json:
         print(json.dumps({k: data[k] for k in ("node", "summary", "observed_at", "findings", "recommendations")},
                          indent=2, default=str))

@@ -51,6 +51,7 @@ from dockwarden.reconcile.drift import state_write_drift
 from dockwarden.reconcile.resolve import ServiceIndex
 from dockwarden.reconcile.spikes import SpikeState, update_spikes
 from dockwarden.recovery import RecoveryTracker
+from dockwarden.report import status_document, write_status
 from dockwarden.sinks.events import EventLog
 from dockwarden.sinks.notify import Notifier, NotifyWorker, Outbox
 from dockwarden.store import Store
@@ -71,6 +72,11 @@ PASS_RETRY_INITIAL_S, PASS_RETRY_MAX_S = 0.5, 30.0
 #: A container change older than this, seen by a full observation with no event
 #: for it, means the event stream missed it (seconds).
 STALE_STREAM_AFTER_S = 3.0
+#: Seconds between full observations that inspect every container; the resyncs
+#: between them inspect only what the list call shows changed (issue 9).
+FULL_INSPECT_EVERY_S = 300.0
+#: world.json is rewritten on every full pass, and at most this often on others (seconds).
+WORLD_WRITE_MIN_S = 1.0
 #: Events remembered to drop duplicates of a replay (bounded memory).
 RECENT_EVENTS_KEPT = 1024
 
@@ -114,6 +120,8 @@ class Daemon:
         self._seen_since_full: set[str] = set()
         self._last_mark: EventMark | None = None
         self._recent_events: dict[tuple, None] = {}  # insertion-ordered, bounded
+        self._full_inspect_at = 0.0  # monotonic time of the next full (every container) inspect
+        self._world_written_at = 0.0
 
     # ------------------------------------------------------------------ control
 
@@ -272,19 +280,31 @@ class Daemon:
                 return items
 
     def _one_pass(self, *, full: bool, dirty: set[str], cheap: bool) -> PassResult | None:
+        t0 = time.monotonic()
         if full:
             self._reload_config()
-            world = self._observe(with_stats=True)
+            inspect_all = t0 >= self._full_inspect_at
+            kind = "full" if inspect_all else "incremental"
+            world = self._observe(with_stats=True, incremental=not inspect_all)
+            if inspect_all:
+                self._full_inspect_at = t0 + FULL_INSPECT_EVERY_S
             if world is not None:
                 self._check_stream(world)
                 self._update_spikes(world)
         elif cheap:
-            world = self._observe(with_stats=False)
+            kind = "cheap"
+            world = self._observe(with_stats=False, incremental=True)
         else:
+            kind = "refresh"
             world = self._refresh(dirty)
         if world is None:  # the engine went away mid-observation
             return None
+        t1 = time.monotonic()
         result = self._pass(world, full_pass=full)
+        if log.isEnabledFor(logging.DEBUG):
+            inspected = len(dirty) if kind == "refresh" else (self.observer.last_inspected if self.observer else 0)
+            log.debug("pass kind=%s containers=%d inspected=%d observe_ms=%.1f duration_ms=%.1f", kind,
+                      len(world.containers), inspected, (t1 - t0) * 1000, (time.monotonic() - t0) * 1000)
         if not self.ready:
             self.ready = True
             self._emit(EventType.DAEMON_READY, "dockwarden is ready: engine connected, events subscribed, "
@@ -442,10 +462,11 @@ class Daemon:
                           engine_ok=False, engine_error=error or "Docker engine unreachable",
                           docker_root_dir=self.docker_root_dir)
 
-    def _observe(self, *, with_stats: bool) -> WorldState | None:
+    def _observe(self, *, with_stats: bool, incremental: bool = False) -> WorldState | None:
         assert self.observer is not None
         world = observe_world(self.observer, self.sampler, node=self.desired_node, now=utcnow(),
-                              with_stats=with_stats, docker_root_dir=self.docker_root_dir)
+                              with_stats=with_stats, docker_root_dir=self.docker_root_dir,
+                              incremental=incremental)
         if not world.engine_ok:
             self._on_engine_lost(world.engine_error or "observation failed")
             self._guarded_pass(world)
@@ -584,8 +605,18 @@ class Daemon:
                     hook(result)
                 except Exception as e:  # a worker's hook (a full disk for the journal) never fails the pass
                     log.error("worker %s: after_pass failed: %s", getattr(w, "name", w), e)
-        try:
-            write_world(world, self.settings.state_dir / "world.json")
+        try:  # what `status` and `drift` show while the daemon runs: after every pass
+            write_status(status_document(result.evaluation, daemon_running=True, written_by="daemon",
+                                         stale_after_s=max(3 * self.resync_s, 10.0)), self.settings.state_dir)
         except OSError as e:
-            log.error("world.json: cannot write: %s", e)
+            log.error("status.json: cannot write: %s", e)
+        now_m = time.monotonic()
+        if full_pass or now_m - self._world_written_at >= WORLD_WRITE_MIN_S:
+            # world.json (every container, for people and jq) can be megabytes on a big host: an
+            # event-driven pass (a crash) writes it at most once per WORLD_WRITE_MIN_S.
+            self._world_written_at = now_m
+            try:
+                write_world(world, self.settings.state_dir / "world.json")
+            except OSError as e:
+                log.error("world.json: cannot write: %s", e)
         return result

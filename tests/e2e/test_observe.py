@@ -452,3 +452,27 @@ def test_observe_world_engine_unreachable():
     assert w.engine_error
     assert w.containers == ()
     assert w.host is not None and w.host.disk("/") is not None
+
+
+def test_incremental_observation_inspects_only_what_changed(client, make, observer):
+    """issue 9: after one full observation, a resync inspects only the containers
+    the list call shows changed (state, health, exit code), and sees them right."""
+    ours = [make(["sleep", "300"]) for _ in range(3)]
+    hc = make(["sh", "-c", "rm -f /tmp/bad; sleep 300"],
+              healthcheck={"test": ["CMD-SHELL", "test ! -f /tmp/bad"], "interval": 500_000_000, "retries": 1})
+    _wait(lambda: client.api.inspect_container(hc.id)["State"].get("Health", {}).get("Status") == "healthy")
+    full = {c.id: c for c in observer.observe(with_stats=False)}
+    assert observer.last_inspected == len(full) >= 4
+    again = {c.id: c for c in observer.observe(with_stats=False, incremental=True)}
+    assert set(again) == set(full)
+    changed_elsewhere = observer.last_inspected  # other tests' containers may change meanwhile
+    client.api.kill(ours[0].id)
+    client.api.wait(ours[0].id)
+    hc.exec_run(["touch", "/tmp/bad"])
+    _wait(lambda: client.api.inspect_container(hc.id)["State"]["Health"]["Status"] == "unhealthy")
+    after = {c.id: c for c in observer.observe(with_stats=False, incremental=True)}
+    assert after[ours[0].id].state == "exited" and after[ours[0].id].exit_code == 137
+    assert after[hc.id].health == "unhealthy"
+    assert after[ours[1].id].running and after[ours[1].id] == full[ours[1].id]  # kept, not re-inspected
+    assert 2 <= observer.last_inspected <= 2 + changed_elsewhere + 5, observer.last_inspected
+    assert observer.last_inspected < len(after) or len(after) <= 7

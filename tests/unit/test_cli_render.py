@@ -30,3 +30,37 @@ def test_option_help_keeps_its_env_hints():
         r = runner.invoke(app, cmd, env={"COLUMNS": "200"})
         assert r.exit_code == 0, r.output
         assert "DOCKWARDEN_STATE_DIR" in r.output, (cmd, r.output)
+
+
+def _status_doc(n: int, broken: dict[str, dict]) -> dict:
+    services = []
+    for i in range(n):
+        name = f"agent-worker-with-a-rather-long-name-{i:04d}"
+        sv = {"service": name, "container": name + "-container", "state": "running", "health": None,
+              "intent": "running", "intent_source": "label", "remediation": "auto", "guard": None,
+              "cpu_percent": 0.5, "memory_bytes": 1 << 20, "source": "label"}
+        sv.update(broken.get(name, {}))
+        services.append(sv)
+    return {"summary": "degraded", "node": "n", "observed_at": "2026-12-01T10:00:00.000Z", "daemon_running": True,
+            "source": "daemon", "engine_ok": True, "engine_error": None, "host": None, "services": services,
+            "untracked": [{"container": "job-1", "state": "exited", "health": None, "exit_code": 0}],
+            "findings": [], "recommendations": [], "label_problems": []}
+
+
+def test_status_at_scale_shows_counts_and_only_what_needs_attention(monkeypatch, capsys):
+    """1 000 services, two in trouble: counts, then just those two, whole names when piped."""
+    from dockwarden import cli_status
+
+    buf = io.StringIO()
+    monkeypatch.setattr(cli_status, "out", Console(file=buf, width=80, color_system=None))
+    down = "agent-worker-with-a-rather-long-name-0007"
+    sick = "agent-worker-with-a-rather-long-name-0500"
+    doc = _status_doc(1000, {down: {"state": "exited"}, sick: {"health": "unhealthy"}})
+    cli_status._render_status(doc)
+    piped = capsys.readouterr().out  # stdout is not a terminal here: plain columns
+    head = buf.getvalue()
+    assert "services: 1000" in head and "998 running" in head and "1 exited" in head and "1 unhealthy" in head
+    lines = [ln for ln in piped.splitlines() if ln.startswith("agent-worker")]
+    assert [ln.split()[0] for ln in lines] == [down, sick]  # whole names, only the two
+    cli_status._render_status(doc, show_all=True)
+    assert len([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("agent-worker")]) == 1000

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def observe_world(observer: ContainerObserver, sampler: HostSampler, *, node: str, now: datetime,
-                  with_stats: bool = True, docker_root_dir: str | None = None) -> model.WorldState:
+                  with_stats: bool = True, docker_root_dir: str | None = None,
+                  incremental: bool = False) -> model.WorldState:
     """Observe the host and all containers of its engine.
 
     Args:
@@ -37,6 +38,8 @@ def observe_world(observer: ContainerObserver, sampler: HostSampler, *, node: st
             ``ContainerObserver.observe``).
         docker_root_dir: the engine's root dir; None asks the engine once
             (``ContainerObserver.root_dir``, cached).
+        incremental: inspect only containers the list call shows changed
+            (``ContainerObserver.observe``).
     Returns:
         model.WorldState: host stats over ``["/", docker_root_dir]`` and the
         containers sorted by name. If the engine is unreachable (any of
@@ -48,7 +51,7 @@ def observe_world(observer: ContainerObserver, sampler: HostSampler, *, node: st
     root = docker_root_dir or observer.root_dir()
     host = sampler.sample(["/", root])
     try:
-        containers = observer.observe(with_stats=with_stats)
+        containers = observer.observe(with_stats=with_stats, incremental=incremental)
     except ENGINE_ERRORS as e:
         return model.WorldState(node=node, observed_at=now, host=host, containers=(),
                                 engine_ok=False, engine_error=f"{type(e).__name__}: {e}",

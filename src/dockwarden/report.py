@@ -1,0 +1,130 @@
+"""The status document: what `dockwarden status --json` prints, what the daemon
+writes to ``<state-dir>/status.json`` after its passes, and what the API serves.
+
+One function builds it from an :class:`~dockwarden.pipeline.Evaluation`
+(:func:`status_document`), so the CLI, the daemon and the API cannot disagree
+about what a service's state is. With a daemon running on the state dir,
+``status``/``drift`` read its latest document (:func:`read_fresh`) instead of
+observing the engine again (issue 9: answer at once; the daemon already knows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dockwarden.model import parse_time, rfc3339, to_jsonable, utcnow
+from dockwarden.pipeline import Evaluation
+from dockwarden.reconcile.drift import effective_intent
+from dockwarden.reconcile.resolve import ServiceIndex, find_container
+
+#: The daemon's document in the state dir.
+STATUS_FILE = "status.json"
+
+
+def status_document(ev: Evaluation, *, daemon_running: bool, written_by: str = "cli",
+                    stale_after_s: float | None = None) -> dict[str, Any]:
+    """The status of one node as a JSON-ready dict.
+
+    Args:
+        ev: one evaluation (a pass's, or a read-only one).
+        daemon_running: whether a daemon holds the state dir's lock.
+        written_by: ``cli`` (observed by this command) or ``daemon`` (its last pass).
+        stale_after_s: for the daemon's document, how old it may get before
+            readers observe for themselves (three resync intervals).
+    Returns:
+        dict: ``node``, ``observed_at``, ``written_at``, ``source``, ``summary``,
+        ``exit_code``, ``engine_ok``, ``engine_error``, ``daemon_running``,
+        ``host``, ``services`` (one per tracked service: ``service``,
+        ``container``, ``state``, ``health``, ``intent``, ``guard``, ...),
+        ``untracked``, ``findings``, ``recommendations``, ``label_problems``.
+    """
+    services = []
+    for name, spec in sorted(ev.desired.services.items()):
+        c = find_container(spec, ev.world)
+        h = ev.histories.get(name)
+        rec_i = ev.intents.get(name)
+        services.append({
+            "service": name, "container": c.name if c else spec.container_name, "source": spec.source.value,
+            "state": c.state if c else "missing", "health": c.health if c else None,
+            "exit_code": c.exit_code if c else None, "restart_count": c.restart_count if c else None,
+            "cpu_percent": c.cpu_percent if c else None, "memory_bytes": c.memory_bytes if c else None,
+            "intent": effective_intent(spec, rec_i).value,
+            "intent_source": rec_i.source.value if rec_i else spec.source.value,
+            "remediation": spec.remediation.value, "depends_on": list(spec.depends_on),
+            "guard": to_jsonable(h.guard) if h else None,
+        })
+    claimed = ServiceIndex(ev.desired)
+    untracked = [{"container": c.name, "state": c.state, "health": c.health, "exit_code": c.exit_code}
+                 for c in ev.world.containers
+                 if not claimed.claims(c) and c.labels.get("dockwarden.managed", "").lower() != "true"]
+    return {
+        "node": ev.desired.node,
+        "observed_at": to_jsonable(ev.world.observed_at),
+        "written_at": rfc3339(utcnow()),
+        "source": written_by,
+        "stale_after_s": stale_after_s,
+        "summary": ev.summary.value if ev.world.engine_ok else "unknown",
+        "exit_code": ev.exit_code,
+        "engine_ok": ev.world.engine_ok,
+        "engine_error": ev.world.engine_error,
+        "daemon_running": daemon_running,
+        "host": to_jsonable(ev.world.host),
+        "services": services,
+        "untracked": untracked,
+        "findings": [
+            {"priority": str(f.priority), "subject": f.subject, "drift": f.drift.kind.value,
+             "container": f.drift.container, "tracked": f.drift.tracked, "reason": f.drift.reason,
+             "details": to_jsonable(f.drift.details)}
+            for f in ev.findings
+        ],
+        "recommendations": [
+            {"subject": d.recommendation.subject, "type": d.event_type.value, "action": d.recommendation.action.value,
+             "reason": d.recommendation.reason, "advice": list(d.recommendation.advice), "execute": d.execute,
+             "decision": d.reason}
+            for d in ev.decisions
+        ],
+        "label_problems": ev.label_problems,
+    }
+
+
+def write_status(doc: dict[str, Any], state_dir: Path) -> None:
+    """Write the document to ``<state_dir>/status.json`` atomically (temp file,
+    then rename): readers see the old or the new one, never half.
+
+    Raises:
+        OSError: the state dir cannot be written (the temp file is removed).
+    """
+    data = json.dumps(doc, default=str, separators=(",", ":"))
+    fd, tmp = tempfile.mkstemp(prefix=f".{STATUS_FILE}.", suffix=".tmp", dir=state_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+        os.replace(tmp, state_dir / STATUS_FILE)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # never created, or already renamed
+        raise
+
+
+def read_fresh(state_dir: Path, now: datetime | None = None) -> dict[str, Any] | None:
+    """The daemon's document when it is fresh: written by a daemon within its
+    ``stale_after_s``; None when missing, unreadable, or stale (then observe)."""
+    try:
+        doc = json.loads((state_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("source") != "daemon":
+        return None
+    written = parse_time(doc.get("written_at")) if isinstance(doc.get("written_at"), str) else None
+    limit = doc.get("stale_after_s")
+    if written is None or not isinstance(limit, (int, float)):
+        return None
+    age = ((now or utcnow()) - written).total_seconds()
+    return doc if -5 <= age <= limit else None
