@@ -157,6 +157,7 @@ def main() -> int:
         if daemon is not None:
             daemon.kill()
         eng.teardown()
+        print(f"daemon log and state: {tmp}")
 
 
 if __name__ == "__main__":

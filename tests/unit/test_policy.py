@@ -335,3 +335,25 @@ def test_judge_times_out():
     # success is still success after the timeout
     assert judge(pending(started=ago(61)), container("web", started_at=ago(59)), now=NOW,
                  policy=POLICY) == "succeeded"
+
+
+def test_one_action_per_service_until_an_observation_judges_it():
+    """The closed loop: while the last action is in flight, or finished but not yet
+    judged (an observation older than its end cannot judge it), no new action
+    runs; once judged (no pending action) the guardrails decide as usual."""
+    r = rec()
+    base = dict(mode=Mode.AUTO, intent=Intent.RUNNING, guard=None, spec=spec("web"), policy=POLICY, now=NOW)
+    flight = PendingAction(id="a-1", service="web", container="web", action=A.START, started_at=ago(2),
+                           finished=False)
+    d = decide(r, pending=flight, **base)
+    assert not d.execute and "in flight" in d.reason and d.requeue_after_s
+    done = dataclasses.replace(flight, finished=True)
+    d = decide(r, pending=done, **base)
+    assert not d.execute and "judge" in d.reason and d.requeue_after_s
+    assert decide(r, pending=None, **base).execute
+
+
+def test_an_operator_stop_under_way_holds_every_action():
+    d = decide(rec(), mode=Mode.AUTO, intent=Intent.RUNNING, guard=None, spec=spec("web"), policy=POLICY,
+               now=NOW, held=True)
+    assert not d.execute and "operator is stopping it" in d.reason

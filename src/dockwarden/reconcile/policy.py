@@ -155,9 +155,11 @@ def decide(rec: Recommendation, *, mode: Mode, intent: Intent | None, guard: Gua
     2. Intent stopped and a starting action: "operator stopped it".
     2a. ``held``: the operator's own stop is under way (a ``kill`` was seen and
         its ``die`` not yet): wait, requeue after :data:`HOLD_REQUEUE_S`.
-    2b. An action of the service still in flight (``pending`` not finished):
-        wait, requeue after :data:`IN_FLIGHT_REQUEUE_S` (one action per service
-        at a time).
+    2b. An action of the service still in flight (``pending`` not finished),
+        or finished and not yet judged by an observation (the closed loop: the
+        next action waits for the verdict on the last one; an observation made
+        before the action finished cannot judge it): wait, requeue after
+        :data:`IN_FLIGHT_REQUEUE_S`. One action per service at a time.
     3. Guard paused: "paused by operator".
     4. Circuit open: blocked, with the guard's message.
     5. Mode observe or recommend: no execution.
@@ -200,6 +202,9 @@ def decide(rec: Recommendation, *, mode: Mode, intent: Intent | None, guard: Gua
                   requeue_after_s=HOLD_REQUEUE_S)
     if pending is not None and not pending.finished:
         return no(f"{name}: {pending.action.value} ({pending.id}) still in flight", requeue_after_s=IN_FLIGHT_REQUEUE_S)
+    if pending is not None:
+        return no(f"{name}: waiting for an observation to judge {pending.action.value} ({pending.id})",
+                  requeue_after_s=IN_FLIGHT_REQUEUE_S)
     if guard is not None and guard.paused:
         return no(f"{name}: paused by operator (dockwarden resume {name})")
     if guard is not None and guard.circuit is CircuitState.OPEN:
