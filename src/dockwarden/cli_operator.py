@@ -47,7 +47,7 @@ def _operator_context(s: Settings, name: str) -> _Context:
     try:
         pol = load_policy(s.policy_path)
         desired = load_inventory(s.inventory, s.node)
-        store = Store(s.state_dir / "dockwarden.db")
+        store = Store(s.state_dir / "dockwarden.db", desired.node)
     except (ConfigError, StoreError) as e:
         fail(str(e), 2)
     try:

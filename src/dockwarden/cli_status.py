@@ -31,7 +31,7 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
 
     pol = load_policy(s.policy_path)
     desired = load_inventory(s.inventory, s.node)
-    store = Store(s.state_dir / "dockwarden.db")
+    store = Store(s.state_dir / "dockwarden.db", desired.node)
     lock = None
     if act:
         try:
@@ -237,7 +237,7 @@ def _with_recorded_intents(doc: dict[str, Any], s: Settings) -> dict[str, Any]:
     """The daemon's document with the intents recorded since its last pass (a
     `dockwarden stop` a moment ago shows at once)."""
     try:
-        intents = Store(s.state_dir / "dockwarden.db").intents()
+        intents = Store(s.state_dir / "dockwarden.db", str(doc.get("node") or "")).intents()
     except StoreError:
         return doc
     for svc in doc.get("services", []):

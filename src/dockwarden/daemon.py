@@ -146,7 +146,7 @@ class Daemon:
         state_dir = self.settings.state_dir
         self.config = ConfigWatcher(self.settings)
         policy, desired = self.config.load()
-        self.store = Store(state_dir / "dockwarden.db")
+        self.store = Store(state_dir / "dockwarden.db", desired.node)
         ret = policy.retention
         self.events = EventLog(state_dir / "events.jsonl", self.store, self.echo,
                                max_bytes=ret.events_jsonl_max_bytes, rotated_files=ret.events_jsonl_rotated_files)

@@ -206,7 +206,7 @@ def prune_untracked(db: FeatureDB, *, now: datetime, max_age_s: float, keep: Abs
     recorded again meanwhile stays.
 
     Args:
-        db: any store of ``dockwarden.db`` (the core store holds the three tables).
+        db: the core store of one node (its ``node`` selects the rows).
         now: aware UTC time of the run.
         max_age_s: age limit, seconds.
         keep: services whose rows are never deleted: everything tracked (inventory,
@@ -218,28 +218,30 @@ def prune_untracked(db: FeatureDB, *, now: datetime, max_age_s: float, keep: Abs
         sqlite3.Error: the database failed.
     """
     cut = _cutoff(now, max_age_s)
+    node = getattr(db, "node", "")  # one node's rows: `keep` is that node's services
     with db.tx() as conn:
-        specs = [r[0] for r in conn.execute("SELECT service FROM specs WHERE seen_at < ?", (cut,))
+        specs = [r[0] for r in conn.execute("SELECT service FROM specs WHERE node = ? AND seen_at < ?", (node, cut))
                  if r[0] not in keep]
-        intents = [r[0] for r in conn.execute("SELECT service FROM intents WHERE recorded_at < ?", (cut,))
-                   if r[0] not in keep]
+        intents = [r[0] for r in conn.execute("SELECT service FROM intents WHERE node = ? AND recorded_at < ?",
+                                              (node, cut)) if r[0] not in keep]
         guards = [r[0] for r in conn.execute(
-            "SELECT service FROM guards WHERE paused = 0 AND (last_attempt IS NULL OR last_attempt < ?) "
+            "SELECT service FROM guards WHERE node = ? AND paused = 0 AND (last_attempt IS NULL OR last_attempt < ?) "
             "AND (next_attempt IS NULL OR next_attempt < ?) "
-            "AND (circuit_opened_at IS NULL OR circuit_opened_at < ?)", (cut, cut, cut)) if r[0] not in keep]
+            "AND (circuit_opened_at IS NULL OR circuit_opened_at < ?)", (node, cut, cut, cut)) if r[0] not in keep]
     n_specs = n_intents = n_guards = 0
     for start in range(0, max(len(specs), len(intents), len(guards)), BATCH_ROWS):
         with db.tx() as conn:
             for s in specs[start:start + BATCH_ROWS]:
-                n_specs += conn.execute("DELETE FROM specs WHERE service = ? AND seen_at < ?", (s, cut)).rowcount
+                n_specs += conn.execute("DELETE FROM specs WHERE node = ? AND service = ? AND seen_at < ?",
+                                        (node, s, cut)).rowcount
             for s in intents[start:start + BATCH_ROWS]:
-                n_intents += conn.execute("DELETE FROM intents WHERE service = ? AND recorded_at < ?",
-                                          (s, cut)).rowcount
+                n_intents += conn.execute("DELETE FROM intents WHERE node = ? AND service = ? AND recorded_at < ?",
+                                          (node, s, cut)).rowcount
             for s in guards[start:start + BATCH_ROWS]:
                 n_guards += conn.execute(
-                    "DELETE FROM guards WHERE service = ? AND paused = 0 "
+                    "DELETE FROM guards WHERE node = ? AND service = ? AND paused = 0 "
                     "AND (last_attempt IS NULL OR last_attempt < ?) AND (next_attempt IS NULL OR next_attempt < ?) "
-                    "AND (circuit_opened_at IS NULL OR circuit_opened_at < ?)", (s, cut, cut, cut)).rowcount
+                    "AND (circuit_opened_at IS NULL OR circuit_opened_at < ?)", (node, s, cut, cut, cut)).rowcount
     return UntrackedCounts(specs=n_specs, guards=n_guards, intents=n_intents)
 
 
@@ -353,7 +355,7 @@ class RetentionWorker(PeriodicWorker):
         return self.ctx.policy().retention.interval_s if self.ctx else 3600.0
 
     def start(self, ctx) -> None:  # type: ignore[override]
-        self.store = Store(ctx.state_dir / "dockwarden.db")
+        self.store = Store(ctx.state_dir / "dockwarden.db", ctx.node)
         super().start(ctx)
 
     def stop(self) -> None:

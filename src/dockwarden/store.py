@@ -32,7 +32,7 @@ from dockwarden.model import (
     rfc3339,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: How many of the newest judged actions action_stats() reads per pass.
 ACTION_STATS_WINDOW = 2000
@@ -162,7 +162,100 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "PRAGMA user_version = 2",
     ),
+    3: (
+        # One database, several nodes (issue 11): every row of the core tables is
+        # keyed by node. Rows from before carry node '' until a daemon of the node
+        # they belong to claims them (Store._claim_legacy_rows).
+        """CREATE TABLE intents_v3 (
+            node TEXT NOT NULL DEFAULT '',
+            service TEXT NOT NULL,
+            intent TEXT NOT NULL CHECK (intent IN ('running','stopped')),
+            source TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (node, service)
+        )""",
+        "INSERT INTO intents_v3 (node, service, intent, source, recorded_at, reason) SELECT '', service, intent, source, recorded_at, reason FROM intents",
+        "DROP TABLE intents",
+        "ALTER TABLE intents_v3 RENAME TO intents",
+        """CREATE TABLE guards_v3 (
+            node TEXT NOT NULL DEFAULT '',
+            service TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            attempt_times TEXT NOT NULL DEFAULT '[]',
+            last_attempt TEXT,
+            next_attempt TEXT,
+            circuit TEXT NOT NULL DEFAULT 'closed' CHECK (circuit IN ('closed','open')),
+            circuit_opened_at TEXT,
+            paused INTEGER NOT NULL DEFAULT 0,
+            message TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (node, service)
+        )""",
+        "INSERT INTO guards_v3 (node, service, attempts, attempt_times, last_attempt, next_attempt, circuit, circuit_opened_at, paused, message) SELECT '', service, attempts, attempt_times, last_attempt, next_attempt, circuit, circuit_opened_at, paused, message FROM guards",
+        "DROP TABLE guards",
+        "ALTER TABLE guards_v3 RENAME TO guards",
+        """CREATE TABLE specs_v3 (
+            node TEXT NOT NULL DEFAULT '',
+            service TEXT NOT NULL,
+            container TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            seen_at TEXT NOT NULL,
+            PRIMARY KEY (node, service)
+        )""",
+        "INSERT INTO specs_v3 (node, service, container, spec, seen_at) SELECT '', service, container, spec, seen_at FROM specs",
+        "DROP TABLE specs",
+        "ALTER TABLE specs_v3 RENAME TO specs",
+        """CREATE TABLE drifts_v3 (
+            node TEXT NOT NULL DEFAULT '',
+            subject TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            container TEXT,
+            priority TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            since TEXT NOT NULL,
+            PRIMARY KEY (node, subject, kind)
+        )""",
+        "INSERT INTO drifts_v3 (node, subject, kind, container, priority, reason, since) SELECT '', subject, kind, container, priority, reason, since FROM drifts",
+        "DROP TABLE drifts",
+        "ALTER TABLE drifts_v3 RENAME TO drifts",
+        """CREATE TABLE observed_stops_v3 (
+            node TEXT NOT NULL DEFAULT '',
+            service TEXT NOT NULL,
+            container TEXT NOT NULL,
+            container_id TEXT,
+            at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            previous_intent TEXT,
+            previous_source TEXT,
+            previous_reason TEXT,
+            PRIMARY KEY (node, service)
+        )""",
+        "INSERT INTO observed_stops_v3 (node, service, container, container_id, at, event, previous_intent, previous_source, previous_reason) SELECT '', service, container, container_id, at, event, previous_intent, previous_source, previous_reason FROM observed_stops",
+        "DROP TABLE observed_stops",
+        "ALTER TABLE observed_stops_v3 RENAME TO observed_stops",
+        """CREATE TABLE checkpoints_v3 (
+            node TEXT NOT NULL DEFAULT '',
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (node, key)
+        )""",
+        "INSERT INTO checkpoints_v3 (node, key, value) SELECT '', key, value FROM checkpoints",
+        "DROP TABLE checkpoints",
+        "ALTER TABLE checkpoints_v3 RENAME TO checkpoints",
+        "ALTER TABLE actions ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+        "DROP INDEX actions_service",
+        "DROP INDEX actions_pending",
+        "DROP INDEX actions_finished",
+        "CREATE INDEX actions_service ON actions (node, service, id)",
+        "CREATE INDEX actions_pending ON actions (node, service, id) WHERE verdict = 'pending'",
+        "CREATE INDEX actions_finished ON actions (node, service, finished_at)",
+        "PRAGMA user_version = 3",
+    ),
 }
+
+
+#: The core tables keyed by node (migration 3).
+_NODE_TABLES = ("intents", "guards", "specs", "drifts", "observed_stops", "checkpoints", "actions")
 
 
 class Store(FeatureDB):
@@ -177,7 +270,9 @@ class Store(FeatureDB):
             version of dockwarden understands.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, node: str = ""):
+        #: The node this store reads and writes (issue 11: one database, several nodes).
+        self.node = node
         # Overlays: what held writes (FeatureDB._w) will write, so reads see it
         # while the state dir cannot be written (issue 8: a full disk is survived).
         self._o_intents: dict[str, IntentRecord | None] = {}
@@ -186,6 +281,27 @@ class Store(FeatureDB):
         self._o_checkpoints: dict[str, str] = {}
         self._o_drifts: dict[tuple[str, str], dict[str, Any] | None] = {}
         super().__init__(path)
+        if node:
+            self._claim_legacy_rows()
+
+    def for_node(self, node: str) -> "Store":
+        """Another view of the same database file, for another node."""
+        return Store(self.path, node)
+
+    def _claim_legacy_rows(self) -> None:
+        """Rows written before nodes were recorded (node '') belong to the node
+        this dockwarden supervised then: the node of its newest event, or any
+        node when no event names one. Claimed once, in one transaction."""
+        with self.tx() as db:
+            if db.execute("SELECT 1 FROM intents WHERE node = '' UNION ALL SELECT 1 FROM guards WHERE node = '' "
+                          "UNION ALL SELECT 1 FROM actions WHERE node = '' UNION ALL SELECT 1 FROM specs "
+                          "WHERE node = '' UNION ALL SELECT 1 FROM checkpoints WHERE node = '' LIMIT 1").fetchone() is None:
+                return
+            row = db.execute("SELECT node FROM events WHERE node != '' ORDER BY id DESC LIMIT 1").fetchone()
+            if row is not None and row[0] != self.node:
+                return
+            for table in _NODE_TABLES:  # fixed names, not input
+                db.execute("UPDATE " + table + " SET node = ? WHERE node = ''", (self.node,))
 
     def transaction(self):
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error); same as ``tx()``."""
@@ -198,8 +314,8 @@ class Store(FeatureDB):
             return False
         try:
             for key, value in list(self._o_checkpoints.items()):
-                self._db.execute("INSERT INTO checkpoints (key, value) VALUES (?, ?) "
-                                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+                self._db.execute("INSERT INTO checkpoints (node, key, value) VALUES (?, ?, ?) "
+                                 "ON CONFLICT(node, key) DO UPDATE SET value=excluded.value", (self.node, key, value))
         except sqlite3.OperationalError as e:
             if not is_storage_error(e):
                 raise
@@ -236,7 +352,8 @@ class Store(FeatureDB):
     def intents(self) -> dict[str, IntentRecord]:
         """All recorded intents, by service name."""
         out = {}
-        for r in self._q("SELECT service, intent, source, recorded_at, reason FROM intents"):
+        for r in self._q("SELECT service, intent, source, recorded_at, reason FROM intents WHERE node = ?",
+                         (self.node,)):
             out[r["service"]] = IntentRecord(
                 service=r["service"],
                 intent=Intent(r["intent"]),
@@ -258,10 +375,10 @@ class Store(FeatureDB):
             if cur is not None and cur.intent == intent and cur.source == source:
                 return False
             held = self._w(
-                "INSERT INTO intents (service, intent, source, recorded_at, reason) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(service) DO UPDATE SET intent=excluded.intent, source=excluded.source, "
+                "INSERT INTO intents (node, service, intent, source, recorded_at, reason) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(node, service) DO UPDATE SET intent=excluded.intent, source=excluded.source, "
                 "recorded_at=excluded.recorded_at, reason=excluded.reason",
-                (service, intent.value, source.value, rfc3339(now), reason),
+                (self.node, service, intent.value, source.value, rfc3339(now), reason),
             ) is None
             if held:
                 self._o_intents[service] = IntentRecord(service, intent, source, now, reason)
@@ -269,7 +386,7 @@ class Store(FeatureDB):
 
     def clear_intent(self, service: str) -> None:
         with self._lock:
-            if self._w("DELETE FROM intents WHERE service = ?", (service,)) is None:
+            if self._w("DELETE FROM intents WHERE node = ? AND service = ?", (self.node, service)) is None:
                 self._o_intents[service] = None
 
     # ------------------------------------------------------------------ events
@@ -332,15 +449,15 @@ class Store(FeatureDB):
         """
         now = rfc3339(rec.started_at)
         with self._lock:
-            a = self._w("UPDATE actions SET verdict = 'superseded', judged_at = ? WHERE service = ? "
-                        "AND verdict = 'pending'", (now, rec.service))
+            a = self._w("UPDATE actions SET verdict = 'superseded', judged_at = ? WHERE node = ? AND service = ? "
+                        "AND verdict = 'pending'", (now, self.node, rec.service))
             for o in self._o_actions.values():
                 if o["service"] == rec.service and o["verdict"] == "pending":
                     o["verdict"] = "superseded"
             b = self._w(
-                "INSERT INTO actions (uid, service, container, container_id, action, drift, by, pid, started_at, "
-                "deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rec.uid, rec.service, rec.container, rec.container_id, rec.action.value,
+                "INSERT INTO actions (node, uid, service, container, container_id, action, drift, by, pid, started_at, "
+                "deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.node, rec.uid, rec.service, rec.container, rec.container_id, rec.action.value,
                  rec.drift.value if rec.drift else None, rec.by.value, rec.pid, now, rfc3339(rec.deadline_at)),
             )
             if a is None or b is None:
@@ -393,7 +510,7 @@ class Store(FeatureDB):
         out: dict[str, PendingAction] = {}
         rows = [dict(r) for r in self._q(
             "SELECT uid, service, container, container_id, action, drift, by, started_at, deadline_at, finished_at "
-            "FROM actions WHERE verdict = 'pending' ORDER BY id"
+            "FROM actions WHERE node = ? AND verdict = 'pending' ORDER BY id", (self.node,)
         )]
         if self._o_actions:
             rows = [r for r in rows if r["uid"] not in self._o_actions]
@@ -414,7 +531,7 @@ class Store(FeatureDB):
         action, by, pid, started_at, deadline_at."""
         rows = [dict(r) for r in self._q(
             "SELECT uid, service, container, action, by, pid, started_at, deadline_at FROM actions "
-            "WHERE finished_at IS NULL ORDER BY id")]
+            "WHERE node = ? AND finished_at IS NULL ORDER BY id", (self.node,))]
         if self._o_actions:
             rows = [r for r in rows if r["uid"] not in self._o_actions]
             rows += [o for o in self._o_actions.values() if o["finished_at"] is None]
@@ -459,10 +576,10 @@ class Store(FeatureDB):
         marks = ",".join("?" for _ in actions)  # placeholders only, values are parameters
         lo, hi = rfc3339(at - timedelta(seconds=slack_s)), rfc3339(at + timedelta(seconds=slack_s))
         rows = self._q(
-            "SELECT uid, action, container_id FROM actions WHERE service = ? AND action IN (" + marks + ") "
+            "SELECT uid, action, container_id FROM actions WHERE node = ? AND service = ? AND action IN (" + marks + ") "
             "AND started_at <= ? AND ((finished_at IS NOT NULL AND finished_at >= ?) "
             "OR (finished_at IS NULL AND deadline_at >= ?)) ORDER BY id DESC LIMIT 5",
-            (service, *[a.value for a in actions], hi, lo, lo),
+            (self.node, service, *[a.value for a in actions], hi, lo, lo),
         )
         cands = [dict(r) for r in rows]
         for o in self._o_actions.values():
@@ -486,7 +603,8 @@ class Store(FeatureDB):
         """
         out: dict[str, tuple[int, str | None]] = {}
         rows = self._q("SELECT service, verdict, error, permanent FROM actions "
-                       "WHERE verdict IN ('succeeded', 'failed') ORDER BY id DESC LIMIT ?", (int(window),))
+                       "WHERE node = ? AND verdict IN ('succeeded', 'failed') ORDER BY id DESC LIMIT ?",
+                       (self.node, int(window)))
         done: set[str] = set()
         for r in rows:
             s = r["service"]
@@ -507,8 +625,8 @@ class Store(FeatureDB):
         """What dockwarden tried for a service since a time, as short sentences
         ("start at 10:32:01Z: succeeded"), oldest first, at most ``limit``."""
         rows = self._q(
-            "SELECT action, started_at, verdict, error FROM actions WHERE service = ? AND started_at >= ? "
-            "ORDER BY id DESC LIMIT ?", (service, rfc3339(since), int(limit)),
+            "SELECT action, started_at, verdict, error FROM actions WHERE node = ? AND service = ? AND started_at >= ? "
+            "ORDER BY id DESC LIMIT ?", (self.node, service, rfc3339(since), int(limit)),
         )
         out = []
         for r in reversed(rows):
@@ -518,7 +636,8 @@ class Store(FeatureDB):
         return out
 
     def last_actions(self, limit: int = 50) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._q("SELECT * FROM actions ORDER BY id DESC LIMIT ?", (int(limit),))]
+        return [dict(r) for r in self._q("SELECT * FROM actions WHERE node = ? ORDER BY id DESC LIMIT ?",
+                                         (self.node, int(limit)))]
 
     # ------------------------------------------------------------------ observed stops
 
@@ -527,10 +646,10 @@ class Store(FeatureDB):
         """Remember an operator stop that the engine's own shutdown could explain
         (``operator_intent``), with the intent it replaced, until evidence decides."""
         self._w(
-            "INSERT INTO observed_stops (service, container, container_id, at, event, previous_intent, "
-            "previous_source, previous_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(service) DO UPDATE SET "
+            "INSERT INTO observed_stops (node, service, container, container_id, at, event, previous_intent, "
+            "previous_source, previous_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(node, service) DO UPDATE SET "
             "container=excluded.container, container_id=excluded.container_id, at=excluded.at, event=excluded.event",
-            (service, container, container_id, rfc3339(at), event,
+            (self.node, service, container, container_id, rfc3339(at), event,
              previous.intent.value if previous else None, previous.source.value if previous else None,
              previous.reason if previous else None),
         )
@@ -539,7 +658,7 @@ class Store(FeatureDB):
         """The remembered stops, oldest first; ``at`` parsed, ``previous`` an
         :class:`IntentRecord` or None."""
         out = []
-        for r in self._q("SELECT * FROM observed_stops ORDER BY at"):
+        for r in self._q("SELECT * FROM observed_stops WHERE node = ? ORDER BY at", (self.node,)):
             d = dict(r)
             d["at"] = parse_time(d["at"])
             d["previous"] = (IntentRecord(service=d["service"], intent=Intent(d["previous_intent"]),
@@ -550,14 +669,14 @@ class Store(FeatureDB):
         return out
 
     def forget_observed_stop(self, service: str) -> None:
-        self._w("DELETE FROM observed_stops WHERE service = ?", (service,))
+        self._w("DELETE FROM observed_stops WHERE node = ? AND service = ?", (self.node, service))
 
     def forget_observed_stops_before(self, before: datetime) -> int:
         """Drop remembered stops older than ``before``; returns how many."""
         with self._lock:
-            n = len(self._q("SELECT 1 FROM observed_stops WHERE at < ?", (rfc3339(before),)))
+            n = len(self._q("SELECT 1 FROM observed_stops WHERE node = ? AND at < ?", (self.node, rfc3339(before))))
             if n:
-                self._w("DELETE FROM observed_stops WHERE at < ?", (rfc3339(before),))
+                self._w("DELETE FROM observed_stops WHERE node = ? AND at < ?", (self.node, rfc3339(before)))
             return n
 
     # ------------------------------------------------------------------ guards
@@ -577,14 +696,15 @@ class Store(FeatureDB):
         )
 
     def guards(self) -> dict[str, GuardRecord]:
-        out = {r["service"]: self._guard_from_row(r) for r in self._q("SELECT * FROM guards")}
+        out = {r["service"]: self._guard_from_row(r)
+               for r in self._q("SELECT * FROM guards WHERE node = ?", (self.node,))}
         out.update(self._o_guards)
         return out
 
     def guard(self, service: str) -> GuardRecord:
         if service in self._o_guards:
             return self._o_guards[service]
-        rows = self._q("SELECT * FROM guards WHERE service = ?", (service,))
+        rows = self._q("SELECT * FROM guards WHERE node = ? AND service = ?", (self.node, service))
         return self._guard_from_row(rows[0]) if rows else GuardRecord(service=service)
 
     def put_guard(self, g: GuardRecord) -> None:
@@ -594,13 +714,13 @@ class Store(FeatureDB):
 
     def _put_guard(self, g: GuardRecord) -> int | None:
         return self._w(
-            "INSERT INTO guards (service, attempts, attempt_times, last_attempt, next_attempt, circuit, "
-            "circuit_opened_at, paused, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(service) DO UPDATE SET attempts=excluded.attempts, attempt_times=excluded.attempt_times, "
+            "INSERT INTO guards (node, service, attempts, attempt_times, last_attempt, next_attempt, circuit, "
+            "circuit_opened_at, paused, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(node, service) DO UPDATE SET attempts=excluded.attempts, attempt_times=excluded.attempt_times, "
             "last_attempt=excluded.last_attempt, next_attempt=excluded.next_attempt, circuit=excluded.circuit, "
             "circuit_opened_at=excluded.circuit_opened_at, paused=excluded.paused, message=excluded.message",
             (
-                g.service, g.attempts, json.dumps([rfc3339(t) for t in g.attempt_times]), rfc3339(g.last_attempt),
+                self.node, g.service, g.attempts, json.dumps([rfc3339(t) for t in g.attempt_times]), rfc3339(g.last_attempt),
                 rfc3339(g.next_attempt), g.circuit.value, rfc3339(g.circuit_opened_at), int(g.paused), g.message,
             ),
         )
@@ -611,24 +731,26 @@ class Store(FeatureDB):
         """Record a tracked container's creation spec. Returns True when it changed."""
         blob = json.dumps(spec, sort_keys=True, default=str)
         with self._lock:
-            rows = self._q("SELECT spec FROM specs WHERE service = ?", (service,))
+            rows = self._q("SELECT spec FROM specs WHERE node = ? AND service = ?", (self.node, service))
             if rows and rows[0]["spec"] == blob:
                 return False
             self._w(
-                "INSERT INTO specs (service, container, spec, seen_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(service) DO UPDATE SET container=excluded.container, spec=excluded.spec, seen_at=excluded.seen_at",
-                (service, container, blob, rfc3339(now)),
+                "INSERT INTO specs (node, service, container, spec, seen_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(node, service) DO UPDATE SET container=excluded.container, spec=excluded.spec, "
+                "seen_at=excluded.seen_at",
+                (self.node, service, container, blob, rfc3339(now)),
             )
             return True
 
     def specs(self) -> dict[str, dict[str, Any]]:
-        return {r["service"]: json.loads(r["spec"]) for r in self._q("SELECT service, spec FROM specs")}
+        return {r["service"]: json.loads(r["spec"])
+                for r in self._q("SELECT service, spec FROM specs WHERE node = ?", (self.node,))}
 
     # ------------------------------------------------------------------ open drifts
 
     def open_drifts(self) -> dict[tuple[str, str], dict[str, Any]]:
         """Drifts detected and not yet resolved, by (subject, kind)."""
-        out = {(r["subject"], r["kind"]): dict(r) for r in self._q("SELECT * FROM drifts")}
+        out = {(r["subject"], r["kind"]): dict(r) for r in self._q("SELECT * FROM drifts WHERE node = ?", (self.node,))}
         for key, row in list(self._o_drifts.items()):
             if row is None:
                 out.pop(key, None)
@@ -639,15 +761,16 @@ class Store(FeatureDB):
     def open_drift(self, subject: str, kind: str, container: str | None, priority: str, reason: str, now: datetime) -> None:
         with self._lock:
             if self._w(
-                "INSERT OR IGNORE INTO drifts (subject, kind, container, priority, reason, since) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (subject, kind, container, priority, reason, rfc3339(now)),
+                "INSERT OR IGNORE INTO drifts (node, subject, kind, container, priority, reason, since) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (self.node, subject, kind, container, priority, reason, rfc3339(now)),
             ) is None:
                 self._o_drifts[(subject, kind)] = {"subject": subject, "kind": kind, "container": container,
                                                    "priority": priority, "reason": reason, "since": rfc3339(now)}
 
     def resolve_drift(self, subject: str, kind: str) -> None:
         with self._lock:
-            if self._w("DELETE FROM drifts WHERE subject = ? AND kind = ?", (subject, kind)) is None:
+            if self._w("DELETE FROM drifts WHERE node = ? AND subject = ? AND kind = ?",
+                       (self.node, subject, kind)) is None:
                 self._o_drifts[(subject, kind)] = None
 
     # ------------------------------------------------------------------ checkpoints
@@ -655,7 +778,7 @@ class Store(FeatureDB):
     def checkpoint(self, key: str) -> str | None:
         if key in self._o_checkpoints:
             return self._o_checkpoints[key]
-        rows = self._q("SELECT value FROM checkpoints WHERE key = ?", (key,))
+        rows = self._q("SELECT value FROM checkpoints WHERE node = ? AND key = ?", (self.node, key))
         return rows[0]["value"] if rows else None
 
     def set_checkpoint(self, key: str, value: str) -> None:
@@ -666,8 +789,8 @@ class Store(FeatureDB):
             if self._held:
                 self._o_checkpoints[key] = value
                 return
-            if self._w("INSERT INTO checkpoints (key, value) VALUES (?, ?) "
-                       "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value)) is None:
+            if self._w("INSERT INTO checkpoints (node, key, value) VALUES (?, ?, ?) "
+                       "ON CONFLICT(node, key) DO UPDATE SET value=excluded.value", (self.node, key, value)) is None:
                 self._o_checkpoints[key] = value
 
     def prune_events(self, older_than: datetime) -> int:

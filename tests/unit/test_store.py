@@ -199,3 +199,29 @@ def test_action_stats_reads_a_bounded_window(tmp_path):
         s.finish_action(f"a{i}", Outcome(ActionKind.START, "web", "web-1", ok=False, error="boom"), T0)
     assert s.action_stats()["web"][0] == 5
     assert s.action_stats(window=3)["web"][0] == 3
+
+
+def test_rows_are_keyed_by_node(tmp_path):
+    """issue 11: one database, several nodes; a node sees only its own rows."""
+    a, b = Store(tmp_path / "db", "a"), Store(tmp_path / "db", "b")
+    a.set_intent("web", Intent.STOPPED, IntentSource.CLI, T0)
+    b.set_intent("web", Intent.RUNNING, IntentSource.CLI, T0)
+    a.put_guard(GuardRecord(service="web", attempts=3))
+    a.set_checkpoint("engine", "lost")
+    a.begin_action(_rec("x1"))
+    assert a.intents()["web"].intent is Intent.STOPPED and b.intents()["web"].intent is Intent.RUNNING
+    assert a.guard("web").attempts == 3 and b.guard("web").attempts == 0
+    assert a.checkpoint("engine") == "lost" and b.checkpoint("engine") is None
+    assert "web" in a.pending_actions() and b.pending_actions() == {}
+    assert b.own_action("web", "c1", T0, 2, (ActionKind.START,)) is None
+    b.begin_action(_rec("y1"))  # supersedes only b's pending action
+    assert a.pending_actions()["web"].id == "x1"
+
+
+def test_rows_from_before_nodes_are_claimed_by_their_node(tmp_path):
+    old = Store(tmp_path / "db")  # rows without a node, as a single-node dockwarden wrote them
+    old.set_intent("web", Intent.STOPPED, IntentSource.OBSERVED, T0)
+    old.insert_event(Event(type=EventType.DAEMON_STARTED, ts=T0, node="box1"))
+    old.close()
+    assert Store(tmp_path / "db", "box2").intents() == {}  # not box2's: the events name box1
+    assert Store(tmp_path / "db", "box1").intents()["web"].intent is Intent.STOPPED

@@ -112,7 +112,7 @@ class StorageMonitor(PeriodicWorker):
     def start(self, ctx) -> None:  # type: ignore[override]
         db = ctx.state_dir / "dockwarden.db"
         self.samples = SampleStore(db)
-        self.store = Store(db)
+        self.store = Store(db, ctx.node)
         self.journal = Journal(ctx.state_dir / "journal", ctx.node)
         super().start(ctx)
 
