@@ -19,8 +19,9 @@ DOCKERD_WAIT_S=${DOCKERD_WAIT_S:-60}
 # Debian's v1 (python) for compose projects; iproute2 for `ip netns` (second
 # engine); btrfs-progs for the btrfs storage checks; debootstrap builds the
 # Debian root filesystem of the real-daemon test images (nginx, apache2:
-# scripts/build-real-images.sh), since no image registry is reachable.
-ENGINE_PKGS=(docker.io busybox-static docker-compose iproute2 btrfs-progs sqlite3 debootstrap)
+# scripts/build-real-images.sh), since no image registry is reachable;
+# openssh-server and openssl for the fleet tests (an ssh:// engine endpoint, TLS).
+ENGINE_PKGS=(docker.io busybox-static docker-compose iproute2 btrfs-progs sqlite3 debootstrap openssh-server openssl)
 
 log() { printf 'ensure-docker: %s\n' "$*" >&2; }
 
@@ -62,7 +63,10 @@ MSG
 
 # What the tests need beside the engine itself (never the engine package: an
 # engine that already answers may come from docker-ce, which conflicts with docker.io).
-TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs debootstrap)
+# openssh-server: the fleet tests' ssh:// engine endpoint (an sshd on a loopback port,
+# tests/support/fleet.py); openssl: TLS checks by hand (the tests make their certificates
+# with the cryptography package).
+TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs debootstrap openssh-server openssl)
 
 if engine_ok; then
     if is_root_debian; then
