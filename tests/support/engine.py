@@ -13,6 +13,7 @@ tcp+TLS and ssh endpoints on top.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,6 +22,15 @@ import time
 from pathlib import Path
 
 import docker
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _pings(host: str) -> bool:
@@ -111,15 +121,36 @@ class PrivateEngine:
         self.frozen = False
 
     def kill(self) -> None:
-        """SIGKILL dockerd only. Its containerd dies with it (dockerd starts it with a
-        parent-death signal); the shims and the containers run on until dockerd is
-        started again, which then stops them (no live-restore)."""
+        """SIGKILL dockerd, and its containerd (dockerd starts it with a parent-death
+        signal, so it dies with it); the shims and the containers run on until dockerd
+        is started again, which then stops them (no live-restore).
+
+        The dead containerd's pid file is removed: both processes are reparented to
+        this machine's pid 1, which may leave them zombies for a while, and dockerd
+        takes a zombie in the pid file for a live containerd it then waits for."""
+        containerd = self._containerd_pid()
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
         self.proc = None
         self.frozen = False
+        if containerd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(containerd, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _alive(containerd) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self._containerd_pidfile().unlink(missing_ok=True)
+
+    def _containerd_pidfile(self) -> Path:
+        return self.run_dir / "exec" / "containerd" / "containerd.pid"
+
+    def _containerd_pid(self) -> int | None:
+        try:
+            return int(self._containerd_pidfile().read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def container_ids(self) -> list[str]:
         """Ids of the containers this engine has on disk (whether it runs or not)."""
@@ -175,6 +206,7 @@ class PrivateEngine:
         deadline = time.monotonic() + 10
         while (set(self.engine_pids()) | set(self.container_pids())) and time.monotonic() < deadline:
             time.sleep(0.05)
+        self._containerd_pidfile().unlink(missing_ok=True)
 
     def stop(self) -> None:
         if self.frozen:

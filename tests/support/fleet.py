@@ -433,6 +433,43 @@ def tls_client(url: str, tls: TlsFiles, timeout: float = 30) -> docker.DockerCli
     return client
 
 
+def crash(client: docker.DockerClient, name: str) -> int:
+    """SIGKILL a container's main process from the host (not `docker kill`, so the
+    engine sees a crash, not an operator's signal). Returns the killed host pid."""
+    pid = client.api.inspect_container(name)["State"]["Pid"]
+    if not pid:
+        raise RuntimeError(f"{name} is not running")
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def wait_running(client: docker.DockerClient, name: str, old_pid: int | None, timeout: float = 30,
+                 interval: float = 0.01) -> float | None:
+    """Poll until ``name`` runs with a pid other than ``old_pid``; the monotonic time
+    it was seen, or None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            st = client.api.inspect_container(name)["State"]
+            if st["Running"] and st["Pid"] and st["Pid"] != old_pid:
+                return time.monotonic()
+        except docker.errors.NotFound:
+            pass
+        time.sleep(interval)
+    return None
+
+
+def crash_to_running(client: docker.DockerClient, name: str, timeout: float = 30) -> float:
+    """Crash ``name`` and return the seconds until it runs again (inf when it did not)."""
+    old = client.api.inspect_container(name)["State"]["Pid"]
+    if not old:
+        raise RuntimeError(f"{name} is not running")
+    t0 = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    t1 = wait_running(client, name, old, timeout)
+    return float("inf") if t1 is None else t1 - t0
+
+
 def _host_side_addresses() -> set[str]:
     r = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True)
     return {tok.split("/")[0] for line in r.stdout.splitlines() for tok in line.split() if "/" in tok}
