@@ -82,8 +82,19 @@ def connect_db(path: str | Path) -> sqlite3.Connection:
     A missing file is created 0600 first, whatever the umask: SQLite gives its
     ``-wal`` and ``-shm`` files the database file's mode (``findCreateFileMode``
     in ``os_unix.c``), so they are private too.
+
+    An existing file is never opened outside SQLite: closing any descriptor of
+    the file drops every POSIX lock this process holds on it, including those
+    of another connection in the middle of a transaction, and another process
+    can then write under it (sqlite.org, "How To Corrupt An SQLite Database
+    File", 2.2). Seen here: two rows with one primary key after a daemon opened
+    one more store while another connection of it was writing.
     """
-    os.close(private_opener(path, os.O_RDWR | os.O_CREAT))
+    if not os.path.exists(path):
+        try:
+            os.close(private_opener(path, os.O_RDWR | os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            pass  # another thread or process created it meanwhile: SQLite opens it as is
     db = sqlite3.connect(str(path), timeout=15, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -42,6 +42,7 @@ from dockwarden.config_labels import AUTOHEAL_STOP_TIMEOUT_LABEL, LabelsPolicy
 from dockwarden.model import (
     ContainerState,
     DesiredState,
+    NodeConfig,
     Intent,
     IntentSource,
     Remediation,
@@ -79,6 +80,8 @@ class ServiceEntry(BaseModel):
     max_restarts: int | None = Field(None, ge=1)
     restart_window_s: float | None = Field(None, gt=0)
     stop_timeout_s: float | None = Field(None, ge=0)
+    failover_to: list[str] = Field(default_factory=list)
+    failover: Literal["recommend", "auto"] = "recommend"
 
     @model_validator(mode="after")
     def _container_or_compose(self) -> "ServiceEntry":
@@ -177,6 +180,8 @@ def parse_services_file(path: Path, node: str) -> list[ServiceSpec]:
                 stop_timeout_s=s.stop_timeout_s,
                 source=IntentSource.INVENTORY,
                 origin=str(path),
+                failover_to=tuple(s.failover_to),
+                failover=s.failover,
             )
         )
     names = set(seen)
@@ -249,6 +254,107 @@ def load_inventory(path: str | Path | None, node: str | None = None) -> DesiredS
             f"(choose one with --node or DOCKWARDEN_NODE)"
         )
     return DesiredState(node=node, services={s.name: s for s in parsed[node]})
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+class TLSEntry(BaseModel):
+    """``tls:`` of ``node.yaml``: client certificates for a ``tcp://`` engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    verify: bool = True
+
+
+class NodeFile(BaseModel):
+    """``hosts/<node>/node.yaml`` (validation schema). Defaults from Portainer's
+    edge agents (5 s heartbeat, offline after 2 x interval + 20 s)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    docker_host: str | None = Field(None, pattern=r"^(unix|tcp|ssh)://\S+$")
+    tls: TLSEntry | None = None
+    offline_after_s: float = Field(30.0, gt=0)
+    heartbeat_s: float = Field(5.0, gt=0)
+    failover_after_s: float = Field(300.0, gt=0)
+
+
+def load_node_config(path: str | Path | None, node: str) -> NodeConfig:
+    """The node's ``node.yaml`` (next to its ``services.yaml``), or defaults.
+
+    Raises:
+        ConfigError: the file is not valid YAML or a field is wrong; names the file
+            and the field. A ``tls`` table needs a ``tcp://`` docker_host.
+    """
+    if path is None:
+        return NodeConfig(name=node)
+    files = inventory_files(Path(path))
+    f = files.get(node)
+    nf = f.parent / "node.yaml" if f is not None else None
+    if nf is None or not nf.exists():
+        return NodeConfig(name=node)
+    try:
+        doc = yaml.safe_load(nf.read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise ConfigError(f"{nf}: <root>: cannot read node file: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{nf}: <root>: not UTF-8 text (byte {e.start}); expected a UTF-8 YAML file") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_error(nf, e).replace("a 'services' list", "node settings")) from e
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{nf}: <root>: expected a mapping of node settings, got {type(doc).__name__}")
+    try:
+        parsed = NodeFile.model_validate(doc)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(nf, e, model=NodeFile)) from e
+    if parsed.tls is not None and not (parsed.docker_host or "").startswith("tcp://"):
+        raise ConfigError(f"{nf}: tls: expected only with a tcp:// docker_host")
+    tls = parsed.tls or TLSEntry()
+    return NodeConfig(name=node, docker_host=parsed.docker_host, tls_ca_cert=tls.ca_cert,
+                      tls_client_cert=tls.client_cert, tls_client_key=tls.client_key, tls_verify=tls.verify,
+                      offline_after_s=parsed.offline_after_s, heartbeat_s=parsed.heartbeat_s,
+                      failover_after_s=parsed.failover_after_s)
+
+
+def node_names(path: str | Path | None, wanted: Sequence[str] | None) -> list[str]:
+    """The nodes to supervise: ``wanted`` (``--node``; ``all`` or empty with a
+    several-node inventory: every ``hosts/<node>``), in inventory order.
+
+    Raises:
+        ConfigError: a wanted node is not in the inventory.
+    """
+    if path is None:
+        return [w for w in (wanted or []) if w != "all"] or [socket.gethostname()]
+    files = inventory_files(Path(path))
+    if not wanted:
+        return [next(iter(files))] if len(files) == 1 else [socket.gethostname()]
+    if "all" in wanted:
+        return list(files)
+    unknown = [w for w in wanted if w not in files]
+    if unknown:
+        raise ConfigError(f"{path}: no hosts/<node> for {unknown}; nodes in the inventory: {sorted(files)}")
+    return list(dict.fromkeys(wanted))
+
+
+def check_failover_targets(path: str | Path | None, desired: Mapping[str, DesiredState]) -> None:
+    """Every ``failover_to`` entry names another node of the inventory.
+
+    Raises:
+        ConfigError: naming the file, the service and the unknown node.
+    """
+    if path is None:
+        return
+    nodes = set(inventory_files(Path(path)))
+    for node, d in desired.items():
+        for spec in d.services.values():
+            for t in spec.failover_to:
+                if t not in nodes or t == node:
+                    raise ConfigError(f"{spec.origin}: service {spec.name!r}: failover_to: expected another node "
+                                      f"of the inventory ({sorted(nodes - {node})}), got {t!r}")
 
 
 # --------------------------------------------------------------------------- labels

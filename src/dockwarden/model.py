@@ -441,10 +441,32 @@ class ServiceSpec:
     stop_timeout_s: float | None = None  # grace period of stop/restart, seconds; None: [guardrails] stop_timeout_s
     source: IntentSource = IntentSource.INVENTORY
     origin: str = ""
+    failover_to: tuple[str, ...] = ()  # nodes to run it on while its node is offline (issue 11)
+    failover: str = "recommend"  # "recommend" (a person decides) or "auto"
 
     @property
     def container_name(self) -> str:
         return self.container or self.name
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """How to reach one node's engine and when it counts as offline
+    (``hosts/<node>/node.yaml``; all optional).
+
+    Defaults: Portainer's edge agents check in every 5 s and count as offline
+    after ``2 x interval + 20 s`` = 30 s; failover waits 300 s.
+    """
+
+    name: str
+    docker_host: str | None = None  # unix://, tcp:// (with tls), ssh://; None: DOCKER_HOST / the local socket
+    tls_ca_cert: str | None = None
+    tls_client_cert: str | None = None
+    tls_client_key: str | None = None
+    tls_verify: bool = True
+    offline_after_s: float = 30.0
+    heartbeat_s: float = 5.0
+    failover_after_s: float = 300.0
 
 
 @dataclass(frozen=True)

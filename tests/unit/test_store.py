@@ -225,3 +225,27 @@ def test_rows_from_before_nodes_are_claimed_by_their_node(tmp_path):
     old.close()
     assert Store(tmp_path / "db", "box2").intents() == {}  # not box2's: the events name box1
     assert Store(tmp_path / "db", "box1").intents()["web"].intent is Intent.STOPPED
+
+
+def test_opening_another_store_keeps_this_process_locks(tmp_path):
+    """Closing any descriptor of a database file drops every POSIX lock the process
+    holds on it (sqlite.org, How To Corrupt An SQLite Database File, 2.2). A store
+    opened while another connection of the process is open must not drop its
+    lock: else another process closing its own connection believes it is the last
+    one, checkpoints and deletes the WAL under the first (an index was corrupted
+    here this way: two rows, one primary key)."""
+    import subprocess
+    import sys
+
+    from dockwarden.db import connect_db
+
+    a = Store(tmp_path / "db", "n")
+    a.set_checkpoint("k", "v")  # the WAL is in use
+    connect_db(tmp_path / "db").close()  # what opening another store does first
+    r = subprocess.run([sys.executable, "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+                        "c.execute('PRAGMA journal_mode=WAL'); c.execute('SELECT count(*) FROM checkpoints'); "
+                        "c.close()", str(tmp_path / "db")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "db-wal").exists(), "another process took this one's connection for gone and removed the WAL"
+    a.set_checkpoint("k2", "v2")
+    assert a._q("PRAGMA integrity_check")[0][0] == "ok"

@@ -81,6 +81,42 @@ def connect(base_url: str | None = None, *, timeout_s: float = 10,
     return client
 
 
+#: Connections kept per ssh:// engine: each is an SSH session, and OpenSSH's
+#: ``MaxSessions`` (default 10) caps them per connection (docker-py #2966).
+SSH_POOL_SIZE = 4
+
+
+def connect_node(cfg: model.NodeConfig, *, timeout_s: float = 10) -> docker.DockerClient:
+    """A client of one node's engine (``hosts/<node>/node.yaml``).
+
+    ``unix://`` and ``tcp://`` (with ``tls`` client certificates when given,
+    docker-py's ``TLSConfig``) use a pool of 64 connections; ``ssh://`` uses
+    docker-py's paramiko transport (keys and host keys from ``~/.ssh``) with
+    :data:`SSH_POOL_SIZE` connections. No ``docker_host``: ``DOCKER_HOST`` or the
+    local socket.
+
+    Raises:
+        docker.errors.DockerException: the engine cannot be reached or the TLS
+            files cannot be read.
+    """
+    url = cfg.docker_host
+    if not url:
+        return connect(None, timeout_s=timeout_s)
+    kwargs: dict[str, Any] = {"version": "auto", "timeout": timeout_s}
+    if url.startswith("ssh://"):
+        kwargs["max_pool_size"] = SSH_POOL_SIZE
+        kwargs["use_ssh_client"] = False
+    else:
+        kwargs["max_pool_size"] = 64
+    if cfg.tls_client_cert or cfg.tls_ca_cert:
+        import docker.tls
+
+        cert = (cfg.tls_client_cert, cfg.tls_client_key) if cfg.tls_client_cert else None
+        kwargs["tls"] = docker.tls.TLSConfig(client_cert=cert, ca_cert=cfg.tls_ca_cert, verify=cfg.tls_verify)
+        url = url.replace("tcp://", "https://", 1)
+    return docker.DockerClient(base_url=url, **kwargs)
+
+
 def engine_is_local(client: Any) -> bool:
     """Whether the engine behind ``client`` runs on this host (so its containers'
     cgroups are under our ``/sys/fs/cgroup``).

@@ -29,7 +29,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import docker
 
@@ -62,8 +62,10 @@ class EngineWatch:
     """
 
     def __init__(self, base_url: str | None, out: queue.Queue, *, interval_s: float = 2.0,
-                 lost_interval_s: float = 0.25, timeout_s: float = 2.0):
+                 lost_interval_s: float = 0.25, timeout_s: float = 2.0,
+                 make_client: Callable[[], Any] | None = None):
         self.base_url = base_url
+        self.make_client = make_client  # e.g. connect_node for tls/ssh engines
         self.out = out
         self.interval_s = interval_s
         self.lost_interval_s = lost_interval_s
@@ -73,6 +75,8 @@ class EngineWatch:
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: Any = None
+        #: Called with each heartbeat's result (None: answered; else why not), from the watch's thread.
+        self.on_beat: Callable[[str | None], None] | None = None
 
     def set_up(self, up: bool) -> None:
         """Tell the watch what the daemon believes (connected or not)."""
@@ -93,9 +97,12 @@ class EngineWatch:
         """None when the engine answered, else why not."""
         try:
             if self._client is None:
-                kw: dict[str, Any] = {"timeout": self.timeout_s, "version": "1.24"}
-                self._client = (docker.APIClient(base_url=self.base_url, **kw) if self.base_url
-                                else docker.APIClient(**{**docker.utils.kwargs_from_env(), **kw}))
+                if self.make_client is not None:
+                    self._client = self.make_client().api
+                else:
+                    kw: dict[str, Any] = {"timeout": self.timeout_s, "version": "1.24"}
+                    self._client = (docker.APIClient(base_url=self.base_url, **kw) if self.base_url
+                                    else docker.APIClient(**{**docker.utils.kwargs_from_env(), **kw}))
             self._client.ping()
             return None
         except ENGINE_ERRORS as e:
@@ -124,6 +131,8 @@ class EngineWatch:
                 self.out.put(EngineDown(f"liveness check failed: {err}"))
             elif not up and err is None:
                 self.out.put(EngineUp())
+            if self.on_beat is not None:
+                self.on_beat(err)
             if up and err is None:
                 reported_down = False
             self._kick.wait(self.interval_s if self._up else self.lost_interval_s)
