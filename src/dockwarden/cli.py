@@ -76,7 +76,10 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.command()
 def run(
-    inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
+    inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None,
+    node: Annotated[Optional[list[str]], typer.Option(
+        "--node", help="Which hosts/<node> of the inventory to supervise; repeat it, or `all` \\[env "
+                       "DOCKWARDEN_NODE, commas for several].")] = None,
     mode: ModeOpt = None,
     resync: Annotated[float, typer.Option("--resync", min=1.0, help="Seconds between full resyncs.")] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -86,8 +89,12 @@ def run(
     from dockwarden.lock import AlreadyRunning
 
     _setup_logging(verbose)
-    s = settings_from(inventory, state_dir, policy, node)
-    d = Daemon(s, mode=mode, resync_s=resync, echo=lambda e: echo_event(e.to_dict()), workers=daemon_workers(s))
+    import os
+
+    wanted = [n for x in (node or [os.environ.get("DOCKWARDEN_NODE") or ""]) for n in x.split(",") if n.strip()]
+    s = settings_from(inventory, state_dir, policy, wanted[0] if len(wanted) == 1 and wanted[0] != "all" else None)
+    d = Daemon(s, mode=mode, resync_s=resync, echo=lambda e: echo_event(e.to_dict()), workers=daemon_workers(s),
+               nodes=wanted or None)
     d.install_signal_handlers()
     out.print(f"[bold]dockwarden {__version__}[/] state dir {s.state_dir}, inventory {s.inventory or '(labels only)'}, "
               f"resync every {resync:g} s. Ctrl-C stops.", highlight=False)

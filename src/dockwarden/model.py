@@ -36,6 +36,7 @@ class IntentSource(enum.StrEnum):
     LABEL = "label"
     CLI = "cli"
     OBSERVED = "observed"  # a `docker stop`/`docker kill` that dockwarden did not cause
+    FAILOVER = "failover"  # dockwarden moved the service to another node while its node was offline
 
 
 class Mode(enum.StrEnum):
@@ -79,7 +80,7 @@ class DriftKind(enum.StrEnum):
     UNHEALTHY = "unhealthy"
     CRASH_LOOP = "crash_loop"
     FAILED_DEPLOYMENT = "failed_deployment"
-    OFFLINE_NODE = "offline_node"
+    OFFLINE_NODE = "node_offline"  # design.md's "offline node": its engine stopped answering (issue 11)
     DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
     RESOURCE_PRESSURE = "resource_pressure"
     RESOURCE_SPIKE = "resource_spike"
@@ -123,6 +124,7 @@ class ActionKind(enum.StrEnum):
     PRUNE = "prune"
     DIAGNOSTICS = "diagnostics"
     FAILOVER_REVIEW = "failover_review"
+    FAILBACK_REVIEW = "failback_review"  # a failed-over service's node is back: a person decides
     DELAY = "delay"
 
 
@@ -168,6 +170,9 @@ class EventType(enum.StrEnum):
     DAEMON_STARTED = "daemon_started"
     DAEMON_STOPPED = "daemon_stopped"
     DAEMON_READY = "daemon_ready"  # engine connected, event stream subscribed, first pass done
+    NODE_OFFLINE = "node_offline"  # a node's engine stopped answering its heartbeat (issue 11)
+    NODE_ONLINE = "node_online"  # it answers again
+    FAILED_OVER = "failed_over"  # a service was created on another node while its node was offline
     PASS_FAILED = "pass_failed"  # a pass raised; retried with backoff, the daemon goes on
     STREAM_STALE = "stream_stale"  # the event stream missed changes; resubscribed with replay
     INCIDENT_OPENED = "incident_opened"

@@ -108,10 +108,12 @@ class RecoveryTracker:
         docker_host: the engine's address (``DOCKER_HOST``), to find a local dockerd.
     """
 
-    def __init__(self, store: Store, emit: Callable[..., None], docker_host: str | None):
+    def __init__(self, store: Store, emit: Callable[..., None], docker_host: str | None, *, local: bool = True):
         self.store = store
         self._emit = emit
         self.docker_host = docker_host
+        #: The engine runs on this host (its process and the host's boot time can be read).
+        self.local = local
         self.session: RecoverySession | None = None
         self._pending_cause: str | None = None
 
@@ -119,7 +121,7 @@ class RecoveryTracker:
         """Whether the local ``dockerd`` process started since the last look
         (psutil), recording its start time for the next one; None when there is
         no local engine process to look at (a remote engine)."""
-        engine_started = local_engine_started(self.docker_host)
+        engine_started = local_engine_started(self.docker_host) if self.local else None
         if engine_started is None:
             return None
         last = self.store.checkpoint("engine_started_at")
@@ -136,14 +138,14 @@ class RecoveryTracker:
         self.store.set_checkpoint("boot_time", boot)
         return last_boot is not None and abs(float(last_boot) - float(boot)) > 2
 
-    def on_connect(self, *, host_rebooted: bool, engine_restarted: bool | None) -> None:
+    def on_connect(self, *, host_rebooted: bool, engine_restarted: bool | None, cause: str | None = None) -> None:
         """The daemon (re)connected to the engine: a recovery session starts with
         the next pass when the host rebooted or the engine restarted.
 
         Evidence only: a lost event stream that comes back from the same engine
         process is not a restart (issue 8: a blip must not look like one).
         """
-        cause = "host_reboot" if host_rebooted else ("engine_restart" if engine_restarted else None)
+        cause = cause or ("host_reboot" if host_rebooted else ("engine_restart" if engine_restarted else None))
         if cause is not None:
             self._pending_cause = cause
             self.session = None

@@ -21,7 +21,7 @@ from dockwarden.reconcile.assess import assess, priority_of, summarize
     (drift(K.CRASH_LOOP), P.P2),
     (drift(K.FAILED_DEPLOYMENT), P.P2),
     (drift(K.UNHEALTHY), P.P2),
-    (drift(K.OFFLINE_NODE, "node2"), P.P2),
+    (drift(K.OFFLINE_NODE, "node:node2"), P.P1),
     (drift(K.DEPENDENCY_UNAVAILABLE, dependant_running=False), P.P2),
     (drift(K.DEPENDENCY_UNAVAILABLE, dependant_running=True), P.P3),
     (drift(K.RESOURCE_SPIKE), P.P3),

@@ -117,6 +117,24 @@ def connect_node(cfg: model.NodeConfig, *, timeout_s: float = 10) -> docker.Dock
     return docker.DockerClient(base_url=url, **kwargs)
 
 
+def image_present(client: Any, ref: str) -> bool:
+    """Whether the engine has the image ``ref`` (no pull: a failover target must
+    already hold it, issue 11).
+
+    Raises:
+        Exceptions in :data:`ENGINE_ERRORS` other than a 404: the engine failed.
+    """
+    if not ref:
+        return False
+    try:
+        client.api.inspect_image(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
 def engine_is_local(client: Any) -> bool:
     """Whether the engine behind ``client`` runs on this host (so its containers'
     cgroups are under our ``/sys/fs/cgroup``).

@@ -24,14 +24,15 @@ from dockwarden.redact import public_spec
 log = logging.getLogger(__name__)
 
 
-def observe_world(observer: ContainerObserver, sampler: HostSampler, *, node: str, now: datetime,
+def observe_world(observer: ContainerObserver, sampler: HostSampler | None, *, node: str, now: datetime,
                   with_stats: bool = True, docker_root_dir: str | None = None,
                   incremental: bool = False) -> model.WorldState:
     """Observe the host and all containers of its engine.
 
     Args:
         observer: the engine's container observer.
-        sampler: the host sampler (keeps the CPU baseline between passes).
+        sampler: the host sampler (keeps the CPU baseline between passes); None
+            for a remote engine, whose host this process cannot measure (``host`` None).
         node: node name written into the snapshot.
         now: the observation time (aware UTC), becomes ``observed_at``.
         with_stats: read fresh per-container CPU/memory (see
@@ -49,7 +50,7 @@ def observe_world(observer: ContainerObserver, sampler: HostSampler, *, node: st
         Nothing from the engine; psutil errors only on a broken /proc.
     """
     root = docker_root_dir or observer.root_dir()
-    host = sampler.sample(["/", root])
+    host = sampler.sample(["/", root]) if sampler is not None else None
     try:
         containers = observer.observe(with_stats=with_stats, incremental=incremental)
     except ENGINE_ERRORS as e:

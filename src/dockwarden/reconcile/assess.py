@@ -14,7 +14,7 @@ from dockwarden.model import Drift, DriftKind, Finding, Priority, SummaryState
 
 _SERVICE_DOWN = frozenset({
     DriftKind.MISSING, DriftKind.STOPPED, DriftKind.CRASH_LOOP,
-    DriftKind.FAILED_DEPLOYMENT, DriftKind.UNHEALTHY, DriftKind.OFFLINE_NODE,
+    DriftKind.FAILED_DEPLOYMENT, DriftKind.UNHEALTHY,
 })
 
 
@@ -29,7 +29,7 @@ def priority_of(drift: Drift) -> Priority:
     * Untracked containers (``drift.tracked`` False) -> P3: dockwarden only
       recommends for them.
     * ``missing``, ``stopped``, ``crash_loop``, ``failed_deployment``,
-      ``unhealthy``, ``offline_node`` -> P2 (service down or blocked).
+      ``unhealthy`` -> P2 (service down or blocked); ``node_offline`` -> P1.
     * ``dependency_unavailable`` -> P2 when the dependant is down
       (``details["dependant_running"]`` false), P3 when it is running.
     * ``resource_spike`` -> P3; ``housekeeping`` -> P4.
@@ -42,6 +42,8 @@ def priority_of(drift: Drift) -> Priority:
         Priority: P0 (worst) .. P4.
     """
     kind = drift.kind
+    if kind is DriftKind.OFFLINE_NODE:
+        return Priority.P1  # a whole node is out of reach (issue 11)
     if kind is DriftKind.RESOURCE_PRESSURE:
         resource = drift.details.get("resource")
         if resource in ("memory", "swap"):
