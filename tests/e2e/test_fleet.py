@@ -24,6 +24,8 @@ dir and containers, and leaves every engine thawed and running.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import statistics
 import threading
 import time
@@ -471,8 +473,6 @@ def test_frozen_engine_goes_offline_without_delaying_the_others(fleet, placed, f
         n_off = len(d.events())
         during = latencies(fleet, placed, others, "app", rounds=2)
         assert_latency_unchanged(before, during, "engine s frozen")
-        import os
-        import signal
         for pid in pids.values():  # the services die while nobody can see it
             os.kill(pid, signal.SIGKILL)
         time.sleep(1)
