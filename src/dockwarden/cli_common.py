@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from dockwarden.config import Settings
+from dockwarden.settings import Settings
 from dockwarden.model import Mode, parse_time, utcnow
 
 out = Console()
