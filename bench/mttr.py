@@ -126,6 +126,7 @@ def main() -> int:
         print(f"floor, `docker start` of a stopped container over {len(floor)} runs:")
         print(f"  p50 {statistics.median(floor):.3f} s   p95 {pct(floor, 95):.3f} s")
         print("targets: p50 <= 0.5 s, p95 <= 1 s")
+        print(f"daemon log and state: {tmp}")
         return 0
     finally:
         if daemon is not None:

@@ -93,8 +93,9 @@ def run(
 
     wanted = [n for x in (node or [os.environ.get("DOCKWARDEN_NODE") or ""]) for n in x.split(",") if n.strip()]
     s = settings_from(inventory, state_dir, policy, wanted[0] if len(wanted) == 1 and wanted[0] != "all" else None)
-    d = Daemon(s, mode=mode, resync_s=resync, echo=lambda e: echo_event(e.to_dict()), workers=daemon_workers(s),
-               nodes=wanted or None)
+    several = len(wanted) > 1 or "all" in wanted
+    d = Daemon(s, mode=mode, resync_s=resync, echo=lambda e: echo_event(e.to_dict(), show_node=several),
+               workers=daemon_workers(s), nodes=wanted or None)
     d.install_signal_handlers()
     out.print(f"[bold]dockwarden {__version__}[/] state dir {s.state_dir}, inventory {s.inventory or '(labels only)'}, "
               f"resync every {resync:g} s. Ctrl-C stops.", highlight=False)

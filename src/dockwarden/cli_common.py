@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from dockwarden.config import Settings
+from dockwarden.settings import Settings
 from dockwarden.model import Mode, parse_time, utcnow
 
 out = Console()
@@ -46,7 +46,7 @@ def fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def echo_event(ev_dict: dict[str, Any]) -> None:
+def echo_event(ev_dict: dict[str, Any], *, show_node: bool = False) -> None:
     """Print one event as a readable console line. Event text is never read as
     Rich markup (a reason may hold brackets: ``[[notify.channel]]``, ``[P2]``)."""
     ts = (ev_dict.get("ts") or "")[11:23]
@@ -57,6 +57,8 @@ def echo_event(ev_dict: dict[str, Any]) -> None:
     line.append(" ")
     line.append(f"{t:<22}", style=EVENT_STYLES.get(t) or "")
     line.append(" ")
+    if show_node and ev_dict.get("node"):
+        line.append(f"{ev_dict['node']}/", style="dim")
     line.append(ev_dict.get("service") or "", style="bold")
     if extra:
         line.append(f" [{' '.join(extra)}]")

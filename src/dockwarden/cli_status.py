@@ -236,6 +236,10 @@ def _look(inventory, state_dir, policy, node, fresh: bool = False) -> dict[str, 
 def _with_recorded_intents(doc: dict[str, Any], s: Settings) -> dict[str, Any]:
     """The daemon's document with the intents recorded since its last pass (a
     `dockwarden stop` a moment ago shows at once)."""
+    if "nodes" in doc:
+        for d in doc["nodes"]:
+            _with_recorded_intents(d, s)
+        return doc
     try:
         intents = Store(s.state_dir / "dockwarden.db", str(doc.get("node") or "")).intents()
     except StoreError:
@@ -263,6 +267,15 @@ def status(
     data = _look(inventory, state_dir, policy, node, fresh)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
+    elif "nodes" in data:  # a daemon supervising several nodes: the fleet, then each node
+        summ = data["summary"]
+        offline = data.get("offline") or []
+        out.print(f"fleet: [{SUMMARY_STYLES.get(summ, '')}]{summ.upper()}[/]  {len(data['nodes'])} nodes"
+                  + (f", offline: {', '.join(offline)}" if offline else ""), highlight=False)
+        for doc in data["nodes"]:
+            out.print()
+            out.print(f"[bold]node {doc['node']}[/] ({doc.get('node_state', 'online')})", highlight=False)
+            _render_status(doc, show_all=show_all)
     else:
         _render_status(data, show_all=show_all)
 
@@ -273,8 +286,13 @@ def drift(
 ) -> None:
     """Current drift with priorities and recommendations (read-only)."""
     data = _look(inventory, state_dir, policy, node, fresh)
+    docs = data["nodes"] if "nodes" in data else [data]
     if as_json:
-        print(json.dumps({k: data[k] for k in ("node", "summary", "observed_at", "findings", "recommendations")},
+        views = [{k: d[k] for k in ("node", "summary", "observed_at", "findings", "recommendations")} for d in docs]
+        print(json.dumps(views[0] if "nodes" not in data else {"summary": data["summary"], "nodes": views},
                          indent=2, default=str))
     else:
-        _render_drift(data)
+        for d in docs:
+            if "nodes" in data:
+                out.print(f"[bold]node {d['node']}[/]", highlight=False)
+            _render_drift(d)

@@ -162,7 +162,7 @@ def prune(
     try:
         pol = load_policy(s.policy_path)
         desired = load_inventory(s.inventory, s.node)
-        store = Store(s.state_dir / "dockwarden.db")
+        store = Store(s.state_dir / "dockwarden.db", desired.node)  # the node's specs and intents: what to keep
     except (ConfigError, StoreError) as e:
         _fail(str(e), 2)
         raise

@@ -236,12 +236,36 @@ class NodeLoop:
         self._thread.start()
 
     def run_forever(self) -> None:
+        """The loop, restarted with backoff if anything escapes it (never silently dead)."""
+        failures = 0
         try:
-            self._loop()
-        except Exception:  # the loop guards its passes; this is a last resort, logged
-            log.exception("node %s: its loop stopped", self.name)
+            while not self._stop.is_set():
+                try:
+                    self._loop()
+                except Exception as e:  # the loop guards its passes; this is the last resort
+                    failures += 1
+                    delay = exponential_delay_s(failures, PASS_RETRY_INITIAL_S, PASS_RETRY_MAX_S)
+                    log.exception("node %s: its loop failed (%d); restarting it in %.1f s", self.name, failures,
+                                  delay)
+                    self._emit_safely(EventType.PASS_FAILED, f"node {self.name}: the loop failed "
+                                      f"({error_digest(e)}); restarting it in {delay:.1f} s",
+                                      details={"failures": failures, "stage": "loop"})
+                    self._drop_engine()
+                    self._stop.wait(delay)
         finally:
             self._shutdown()
+
+    def _drop_engine(self) -> None:
+        """Forget the engine connection (the next loop reconnects)."""
+        try:
+            if self.stream is not None:
+                self.stream.close(timeout_s=0.2)
+            if self.observer is not None:
+                self.observer.close()
+        except Exception as e:  # closing a broken connection: nothing to keep
+            log.debug("node %s: closing: %s", self.name, e)
+        self.stream = self.observer = self.client = None
+        self.reconciler.executor = None
 
     def join(self, timeout_s: float) -> None:
         if self._thread is not None:
@@ -256,7 +280,15 @@ class NodeLoop:
         retry_at: float | None = None
         while not self._stop.is_set():
             if self.client is None and time.monotonic() >= reconnect_at:
-                if self._connect():
+                try:
+                    connected = self._connect()
+                except Exception as e:  # a bug or an odd engine: one failed attempt, never a dead loop
+                    log.exception("node %s: connecting failed", self.name)
+                    self._emit_safely(EventType.PASS_FAILED, f"node {self.name}: connecting to the engine failed "
+                                      f"({error_digest(e)})", details={"stage": "connect"})
+                    self._drop_engine()
+                    connected = False
+                if connected:
                     reconnect_attempt = 0
                     next_resync = 0.0
                 else:

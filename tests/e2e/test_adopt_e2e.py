@@ -184,7 +184,6 @@ def test_autoheal_labelled_container_restarted_when_unhealthy_crash_healed_docke
     c.stop(timeout=1)
     d.wait_event(lambda e: e["type"] == "intent_changed" and e["service"] == name, timeout=15, after=n)
     t_stop = time.time()
-    d.wait_observed_after(t_stop + 2)  # full passes after the stop
-    d.wait_observed_after(time.time() + 1)
+    d.wait_full_passes(2, after=datetime.fromtimestamp(t_stop, timezone.utc))  # full passes after the stop
     assert not containers.state("healme")["Running"]
     assert not [e for e in d.events()[n:] if e["service"] == name and e["type"] == "action_started"]

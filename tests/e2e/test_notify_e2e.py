@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from dockwarden.model import utcnow
 from conftest import FAST_POLICY, REPO, wait_for, write_inventory, write_policy
 from tests.support.servers import MailServer, WebhookServer, free_port
 
@@ -109,7 +110,8 @@ def test_cpu_spike_is_one_incident_and_one_message(tmp_path, containers, daemon_
         e = d.wait_event(lambda e: e["type"] == "incident_opened" and e["drift"] == "resource_spike", timeout=30)
         assert e["service"] == "burn" and e["priority"] == "P3"
         assert any(c.startswith(containers.name("burn")) for c in e["details"]["top_consumers"])
-        time.sleep(5)  # more passes: still one incident, one message
+        wait_for(lambda: [m for m in hook.received if "resource_spike" in m["title"]], 30, what="the spike message")
+        d.wait_full_passes(4, after=utcnow())  # more passes: still one incident, one message
         opened = [x for x in d.events() if x["type"] == "incident_opened" and x["drift"] == "resource_spike"]
         assert len(opened) == 1
         spike_msgs = [m for m in hook.received if "resource_spike" in m["title"]]

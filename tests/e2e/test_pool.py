@@ -162,7 +162,7 @@ def test_twenty_concurrent_selects_never_share_a_container(pool_env: PoolEnv) ->
 
 
 def test_a_rate_limited_container_is_skipped_until_its_cooldown_ends(pool_env: PoolEnv) -> None:
-    pool_env.write_policy(rate_limit_cooldown=3)
+    pool_env.write_policy(rate_limit_cooldown=8)  # several CLI calls (each ~1 s on a busy 2-core box) fit in it
     a, b = pool_env.json("spawn")["name"], pool_env.json("spawn")["name"]
     sel = pool_env.json("select")
     assert sel["container"]["name"] == a
@@ -189,17 +189,18 @@ def test_a_rate_limited_container_is_skipped_until_its_cooldown_ends(pool_env: P
 
 
 def test_cleanup_keeps_min_and_spares_busy_and_fresh_containers(pool_env: PoolEnv) -> None:
-    pool_env.write_policy(idle_timeout=2, min=1)
+    idle = 8  # seconds: room for the few CLI calls (~1 s each on a busy 2-core box) after `four` spawns
+    pool_env.write_policy(idle_timeout=idle, min=1)
     for _ in range(3):
         pool_env.cli("spawn")
     one, two, three = (pool_env.name(n) for n in (1, 2, 3))
     busy = pool_env.json("select")
     assert busy["container"]["name"] == one
-    time.sleep(2.5)
+    time.sleep(idle + 0.5)
     four = pool_env.json("spawn")["name"]  # fresh: created within the idle timeout
     assert [c["name"] for c in pool_env.json("cleanup", "--dry-run")] == [two, three]
     assert len(pool_env.running()) == 4  # the dry run destroyed nothing
-    pool_env.write_policy(idle_timeout=2, min=3)  # 4 live, keep 3: only one may go
+    pool_env.write_policy(idle_timeout=idle, min=3)  # 4 live, keep 3: only one may go
     assert [c["name"] for c in pool_env.json("cleanup")] == [two]
     assert pool_env.running() == sorted([one, three, four])
     assert [e["container"] for e in pool_env.events("pool_destroyed")] == [two]

@@ -25,6 +25,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.tls
 import requests.adapters
 import requests.exceptions
 import urllib3.exceptions
@@ -109,8 +110,6 @@ def connect_node(cfg: model.NodeConfig, *, timeout_s: float = 10) -> docker.Dock
     else:
         kwargs["max_pool_size"] = 64
     if cfg.tls_client_cert or cfg.tls_ca_cert:
-        import docker.tls
-
         cert = (cfg.tls_client_cert, cfg.tls_client_key) if cfg.tls_client_cert else None
         kwargs["tls"] = docker.tls.TLSConfig(client_cert=cert, ca_cert=cfg.tls_ca_cert, verify=cfg.tls_verify)
         url = url.replace("tcp://", "https://", 1)
