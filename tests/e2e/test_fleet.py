@@ -142,13 +142,18 @@ def fleet_daemon(tmp_path, fleet):
     made: list[Daemon] = []
 
     def make(services: dict[str, list[dict]], settings: dict[str, dict] | None = None,
-             policy_extra: str = "") -> Daemon:
+             policy_extra: str = "", env: dict[str, str] | None = None) -> Daemon:
         settings = settings or {}
         node_settings = {n: {"offline_after_s": OFFLINE_AFTER_S, "heartbeat_s": HEARTBEAT_S,
                              **settings.get(n, {})} for n in services}
         inv = fleet.write_inventory(tmp_path / "inv", services, node_settings)
         pol = write_policy(tmp_path / "policy.toml", POLICY + policy_extra)
-        d = Daemon(tmp_path, inv, pol, ["--node", "all"], env=fleet.env())
+        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override the CA a TLS node's
+        # client verifies with (docker-py #2433); this machine sets them. Held out here
+        # so the other checks run; test_tls_node_with_a_ca_bundle_in_the_environment
+        # checks that case on its own.
+        env = {**fleet.env(), "REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": "", **(env or {})}
+        d = Daemon(tmp_path, inv, pol, ["--node", "all"], env=env)
         made.append(d)
         return d
 
@@ -367,6 +372,23 @@ def test_a_crash_on_each_node_is_healed_budget_and_intent_are_per_node(fleet, pl
     assert service_status(d, "t", "app")["intent"] == "running"
     doc = status_of(d)
     assert {n["node"] for n in doc["nodes"]} == set(nodes) and "summary" in doc, doc
+
+
+def test_tls_node_with_a_ca_bundle_in_the_environment(fleet, placed, fleet_daemon):
+    """A tcp+TLS node verifies its engine by the node.yaml CA even when
+    REQUESTS_CA_BUNDLE names another bundle (as on this machine): requests would
+    otherwise let the variable override the client's CA (docker-py #2433)."""
+    import ssl
+
+    bundle = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+    placed.run("t", "app")
+    d = fleet_daemon({"t": [{"name": "app", "container": placed.name("app")}]},
+                     env={"REQUESTS_CA_BUNDLE": bundle, "CURL_CA_BUNDLE": bundle})
+    d.start(resync=2, ready=False)
+    ready = d.wait_event(lambda e: e["type"] in ("daemon_ready", "node_offline", "engine_lost")
+                         and e["node"] == "t", timeout=30)
+    assert ready["type"] == "daemon_ready", ready
+    assert crash_to_running(fleet.nodes["t"].admin(), placed.name("app")) < 5
 
 
 @pytest.mark.parametrize("how", ["dockerd", "host"])
