@@ -186,6 +186,7 @@ class Fleet:
             moved = dataclasses.replace(spec, node=target, failover_to=(), source=IntentSource.FAILOVER,
                                         origin=f"failed over from node {origin}")
             t.store.put_spec(name, spec.container_name, recorded, now)
+            t.reconciler.invalidate_specs()
             t.store.set_intent(name, Intent.RUNNING, IntentSource.FAILOVER, now,
                                f"failed over from node {origin} (offline since {rfc3339(lp.health.since)})")
             self.book.add(name, origin, target, moved, now)
@@ -208,8 +209,10 @@ class Fleet:
             name = f["service"]
             spec = lp.base_desired.services.get(name)
             now = utcnow()
-            lp.store.set_intent(name, Intent.STOPPED, IntentSource.FAILOVER, now,
-                                f"runs on {f['target']} since {f['at']} (failover); failback is a person's decision")
+            why = f"runs on {f['target']} since {f['at']} (failover); failback is a person's decision"
+            lp.store.set_intent(name, Intent.STOPPED, IntentSource.FAILOVER, now, why)
+            self._emit(EventType.INTENT_CHANGED, lp.name, f"{name}: intent stopped on node {lp.name}: {why}",
+                       service=name, details={"intent": "stopped", "source": "failover", "target": f["target"]})
             c = find_container(spec, world) if spec is not None else None
             if c is not None and c.running and lp.client is not None:
                 rec = lp.protocol.begin(service=name, container=c.name, container_id=c.id, action=ActionKind.STOP,

@@ -87,8 +87,8 @@ class _Wake:
 
 
 @dataclass(frozen=True)
-class _Beat:
-    """One heartbeat's result from the liveness watch: None answered, else why not."""
+class _Offline:
+    """Queue item: the node went offline (the loop drops its connection and records it)."""
 
     error: str | None
 
@@ -143,6 +143,7 @@ class NodeLoop:
         self._stop = shared.stop
         self._thread: threading.Thread | None = None
         self.health = NodeHealth(state=NodeState.SUSPECT, since=utcnow())  # until its engine first answers
+        self._health_lock = threading.Lock()
         self.last_pass_monotonic = time.monotonic()
         self.client: Any = None
         self.observer: ContainerObserver | None = None
@@ -223,7 +224,9 @@ class NodeLoop:
                                  timeout_s=min(2.0, cfg.heartbeat_s),
                                  make_client=(lambda: connect_node(cfg, timeout_s=min(2.0, cfg.heartbeat_s)))
                                  if cfg.docker_host else None)
-        self.watch.on_beat = lambda err: self.queue.put(_Beat(err))
+        # The heartbeat drives the node state machine from the watch's own thread, so a
+        # node loop blocked in an engine call (a frozen engine) still goes offline on time.
+        self.watch.on_beat = lambda err: self._health(ok=err is None, error=err)
 
     # ------------------------------------------------------------------ main loop
 
@@ -313,8 +316,8 @@ class NodeLoop:
                     lost = item.error
                 elif isinstance(item, EngineUp):
                     reconnect_at = 0.0
-                elif isinstance(item, _Beat):
-                    self._health(ok=item.error is None, error=item.error)
+                elif isinstance(item, _Offline):
+                    lost = lost or item.error or "the node is offline"
                 elif isinstance(item, ActionDone):
                     self._guarded("action result", self.reconciler.on_action_done, item.rec, item.outcome,
                                   item.context)
@@ -329,6 +332,9 @@ class NodeLoop:
                 self._health(ok=False, error=lost)
                 self._guarded_pass(self._offline_world(lost))
                 reconnect_at = 0.0
+                continue
+            if lost is not None:  # offline while not connected: record it now
+                self._guarded_pass(self._offline_world(lost))
                 continue
             if self.client is None:
                 if self.health.state is NodeState.OFFLINE and time.monotonic() - self.last_pass_monotonic >= self.resync_s:
@@ -483,7 +489,10 @@ class NodeLoop:
             self._replay(client, self._last_mark.time, until)
         watched = [t for t in (self._last_mark.time if self._last_mark else None,
                                parse_time(self.store.checkpoint("watched_until"))) if t is not None]
-        if watched:  # dockwarden watched this engine before: what changed since is the operator's to explain
+        # dockwarden watched this engine before: what stopped since is the operator's to explain. Not after
+        # an engine restart: a dockerd restarted after a crash stops the containers that survived it and
+        # marks them HasBeenManuallyStopped itself (seen on Engine 20.10), so the flag says nothing then.
+        if watched and not restarted:
             self.intent_reader.adopt_unseen_stops(merged, world, since=max(watched),
                                                   manually_stopped=lambda cid: manually_stopped(
                                                       self.docker_root_dir, cid))
@@ -628,14 +637,20 @@ class NodeLoop:
     # ------------------------------------------------------------------ passes
 
     def _health(self, *, ok: bool | None, error: str | None = None) -> None:
-        """Advance the node state machine; report ``node_offline`` / ``node_online``."""
-        before = self.health
-        self.health, t = step(self.health, now=utcnow(), offline_after_s=self.node_cfg.offline_after_s, ok=ok,
-                              error=error)
+        """Advance the node state machine; report ``node_offline`` / ``node_online``.
+
+        Called from the loop's thread and from the liveness watch's thread (each
+        heartbeat, at its own time): ``node_offline`` is reported on time even while
+        the loop waits for a frozen engine; the loop then drops the connection and
+        runs the offline pass (the drift, one incident for the node)."""
+        with self._health_lock:
+            before = self.health
+            self.health, t = step(self.health, now=utcnow(), offline_after_s=self.node_cfg.offline_after_s,
+                                  ok=ok, error=error)
         if t == "offline":
             d = self._offline_drift()
             self._emit_safely(EventType.NODE_OFFLINE, d.reason, priority="P1", details=d.details)
-            self._guarded_pass(self._offline_world(self.health.error))
+            self.queue.put(_Offline(self.health.error))
         elif t == "online":
             down = (utcnow() - before.since).total_seconds() if before.since else None
             self._emit_safely(EventType.NODE_ONLINE, f"node {self.name} answers again"

@@ -70,6 +70,11 @@ DOWN_KINDS = frozenset(
 )
 
 
+def _HOST_OR_NODE(subject: str) -> bool:
+    """Subjects that can be judged without seeing the engine: the host and the node."""
+    return subject.startswith(("host:", "node:"))
+
+
 @dataclass
 class Evaluation:
     """What one evaluation of the world found and would do (no side effects)."""
@@ -240,6 +245,12 @@ class Reconciler:
         if world.engine_ok:
             self._update_stability(ev, now)
             held_drifts = self._record_drift_transitions(ev, now)
+        else:
+            # The engine cannot be seen: host and node drifts (a full disk, the node
+            # offline) are recorded; the services' drifts are unknown, not resolved.
+            held_drifts = self._record_drift_transitions(ev, now, scope=_HOST_OR_NODE)
+            if self.incidents is not None:
+                held_drifts |= {k for k in self.incidents.active() if not _HOST_OR_NODE(k[0])}
         result = PassResult(evaluation=ev)
         requeue: list[float] = []
         to_run: list[Decision] = []
@@ -282,9 +293,10 @@ class Reconciler:
                 result.executed.append((decision, outcome))
                 if not outcome.ok and not outcome.permanent:
                     requeue.append(max(self.policy.backoff.initial_delay_s, 0.5))
-        if world.engine_ok and self.incidents is not None:
+        if self.incidents is not None:
             try:
-                transitions = self.incidents.update(ev.findings, now=now, policy=self.policy, full_pass=full_pass,
+                seen = ev.findings if world.engine_ok else [f for f in ev.findings if _HOST_OR_NODE(f.subject)]
+                transitions = self.incidents.update(seen, now=now, policy=self.policy, full_pass=full_pass,
                                                     hold=held_drifts)
             except sqlite3.OperationalError as e:
                 if not is_storage_error(e):
@@ -318,6 +330,11 @@ class Reconciler:
             if c is not None and c.spec and specs.get(spec.name) != c.spec:
                 self.store.put_spec(spec.name, c.name, c.spec, now)
                 specs[spec.name] = c.spec
+
+    def invalidate_specs(self) -> None:
+        """Read the recorded specs from the store again at the next pass (another
+        thread recorded one: a failover to this node)."""
+        self._spec_cache = None
 
     def _specs(self) -> dict[str, dict[str, Any]]:
         """Recorded specs, read from the store once and then kept up to date here
@@ -362,11 +379,17 @@ class Reconciler:
                                reason=f"{name} ran stable; circuit closed and backoff reset")
                 ev.histories[name] = dataclasses.replace(hist, guard=g2)
 
-    def _record_drift_transitions(self, ev: Evaluation, now: datetime) -> set[tuple[str, str]]:
+    def _record_drift_transitions(self, ev: Evaluation, now: datetime,
+                                  scope: Any = None) -> set[tuple[str, str]]:
         """Record drift_detected/drift_resolved/recovered; returns the drifts held
-        open because their service is up but not yet healthy."""
+        open because their service is up but not yet healthy. With ``scope`` (a
+        predicate on the subject), only drifts of subjects in scope are opened or
+        resolved."""
         open_before = self.store.open_drifts()
-        current: dict[tuple[str, str], Finding] = {f.drift.key: f for f in ev.findings}
+        if scope is not None:
+            open_before = {k: v for k, v in open_before.items() if scope(k[0])}
+        current: dict[tuple[str, str], Finding] = {f.drift.key: f for f in ev.findings
+                                                   if scope is None or scope(f.subject)}
         for key, f in current.items():
             if key not in open_before:
                 d = f.drift

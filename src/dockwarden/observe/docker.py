@@ -24,8 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
+import docker.constants
 import docker.errors
 import docker.tls
+import docker.utils
 import requests.adapters
 import requests.exceptions
 import urllib3.exceptions
@@ -96,6 +98,13 @@ def connect_node(cfg: model.NodeConfig, *, timeout_s: float = 10) -> docker.Dock
     :data:`SSH_POOL_SIZE` connections. No ``docker_host``: ``DOCKER_HOST`` or the
     local socket.
 
+    The client ignores ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``: requests would
+    let them replace the node's own CA (docker-py #2433). So the client is made
+    with a fixed API version, told not to trust the environment, then the API
+    version is negotiated (what ``version="auto"`` would do, without the
+    environment's CA). A client that fails is closed (an ssh:// client holds an
+    SSH session).
+
     Raises:
         docker.errors.DockerException: the engine cannot be reached or the TLS
             files cannot be read.
@@ -103,7 +112,7 @@ def connect_node(cfg: model.NodeConfig, *, timeout_s: float = 10) -> docker.Dock
     url = cfg.docker_host
     if not url:
         return connect(None, timeout_s=timeout_s)
-    kwargs: dict[str, Any] = {"version": "auto", "timeout": timeout_s}
+    kwargs: dict[str, Any] = {"version": docker.constants.MINIMUM_DOCKER_API_VERSION, "timeout": timeout_s}
     if url.startswith("ssh://"):
         kwargs["max_pool_size"] = SSH_POOL_SIZE
         kwargs["use_ssh_client"] = False
@@ -113,7 +122,18 @@ def connect_node(cfg: model.NodeConfig, *, timeout_s: float = 10) -> docker.Dock
         cert = (cfg.tls_client_cert, cfg.tls_client_key) if cfg.tls_client_cert else None
         kwargs["tls"] = docker.tls.TLSConfig(client_cert=cert, ca_cert=cfg.tls_ca_cert, verify=cfg.tls_verify)
         url = url.replace("tcp://", "https://", 1)
-    return docker.DockerClient(base_url=url, **kwargs)
+    client = docker.DockerClient(base_url=url, **kwargs)
+    try:
+        client.api.trust_env = False  # requests.Session: no CA bundle, proxies or netrc from the environment
+        server = str(client.api.version(api_version=False).get("ApiVersion") or "")
+        if server:
+            # The negotiated version, as version="auto" does: the lower of the server's and this SDK's.
+            ours = docker.constants.DEFAULT_DOCKER_API_VERSION
+            client.api._version = server if docker.utils.version_lt(server, ours) else ours
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 def image_present(client: Any, ref: str) -> bool:

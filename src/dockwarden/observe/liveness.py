@@ -98,7 +98,7 @@ class EngineWatch:
         try:
             if self._client is None:
                 if self.make_client is not None:
-                    self._client = self.make_client().api
+                    self._client = self.make_client().api  # closes itself when it cannot connect
                 else:
                     kw: dict[str, Any] = {"timeout": self.timeout_s, "version": "1.24"}
                     self._client = (docker.APIClient(base_url=self.base_url, **kw) if self.base_url
