@@ -144,6 +144,7 @@ class NodeLoop:
         self._thread: threading.Thread | None = None
         self.health = NodeHealth(state=NodeState.SUSPECT, since=utcnow())  # until its engine first answers
         self._health_lock = threading.Lock()
+        self._was_offline = False
         self.last_pass_monotonic = time.monotonic()
         self.client: Any = None
         self.observer: ContainerObserver | None = None
@@ -457,7 +458,8 @@ class NodeLoop:
                 self._mark_engine_lost(str(e))
             return False
         self.client, self.observer = client, observer
-        came_back = self.health.state is NodeState.OFFLINE
+        # Offline since the last connection (the watch may have seen it answer first): its recovery runs.
+        came_back, self._was_offline = self._was_offline or self.health.state is NodeState.OFFLINE, False
         self._health(ok=True)
         self._connected_once = True
         self.docker_root_dir = info.get("root_dir")
@@ -648,6 +650,7 @@ class NodeLoop:
             self.health, t = step(self.health, now=utcnow(), offline_after_s=self.node_cfg.offline_after_s,
                                   ok=ok, error=error)
         if t == "offline":
+            self._was_offline = True
             d = self._offline_drift()
             self._emit_safely(EventType.NODE_OFFLINE, d.reason, priority="P1", details=d.details)
             self.queue.put(_Offline(self.health.error))
@@ -719,7 +722,8 @@ class NodeLoop:
             self.protocol.close_interrupted(now)
         result = self.reconciler.run_pass(world, now=now,
                                           extra_drifts=self._worker_drifts() + self.spike_drifts + state,
-                                          full_pass=full_pass, held=self.intent_reader.held(now))
+                                          full_pass=full_pass, held=self.intent_reader.held(now),
+                                          recovering=self.recovery.active)
         desired = result.evaluation.desired
         if world.engine_ok:
             if full_pass:

@@ -225,8 +225,12 @@ class Reconciler:
         self.events.send(Event(type=type_, ts=now, node=self.desired.node, **kw))
 
     def run_pass(self, world: WorldState, *, now: datetime, extra_drifts: Sequence[Drift] = (),
-                 full_pass: bool = True, held: AbstractSet[str] = frozenset()) -> PassResult:
+                 full_pass: bool = True, held: AbstractSet[str] = frozenset(),
+                 recovering: bool = False) -> PassResult:
         """One full reconcile pass over a world snapshot.
+
+        ``recovering``: a recovery session runs (engine restart, node back): the
+        services' down-drifts open no incidents until it ends.
 
         Order: record specs; judge pending actions against this observation;
         reset guard records of stable services; evaluate; record drift
@@ -296,6 +300,11 @@ class Reconciler:
         if self.incidents is not None:
             try:
                 seen = ev.findings if world.engine_ok else [f for f in ev.findings if _HOST_OR_NODE(f.subject)]
+                if recovering:
+                    # A recovery session brings the services back and reports once (recovery_completed,
+                    # with what failed): no incident, no message per service meanwhile (no storm).
+                    seen = [f for f in seen if not (f.drift.tracked and (f.drift.kind in DOWN_KINDS or f.drift.kind
+                                                                         is DriftKind.DEPENDENCY_UNAVAILABLE))]
                 transitions = self.incidents.update(seen, now=now, policy=self.policy, full_pass=full_pass,
                                                     hold=held_drifts)
             except sqlite3.OperationalError as e:

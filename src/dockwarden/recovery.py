@@ -117,6 +117,11 @@ class RecoveryTracker:
         self.session: RecoverySession | None = None
         self._pending_cause: str | None = None
 
+    @property
+    def active(self) -> bool:
+        """A recovery is under way (about to begin, or begun and not reported)."""
+        return self._pending_cause is not None or (self.session is not None and not self.session.done)
+
     def engine_start_changed(self) -> bool | None:
         """Whether the local ``dockerd`` process started since the last look
         (psutil), recording its start time for the next one; None when there is

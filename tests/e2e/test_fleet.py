@@ -259,7 +259,9 @@ def assert_latency_unchanged(before: dict[str, list[float]], during: dict[str, l
     print(f"\n{what}: crash-to-running before p50 {statistics.median(b):.3f} s max {max(b):.3f} s; "
           f"during p50 {statistics.median(w):.3f} s max {max(w):.3f} s; per node during "
           + ", ".join(f"{n}: {[round(x, 3) for x in v]}" for n, v in during.items()))
-    assert max(w) < 2.0, f"{what}: a crash took {max(w):.3f} s to heal during the outage: {during}"
+    # Blocked behind the away node would take its engine calls' 10 s timeout; one slow `docker start`
+    # on a busy 2-core box with five engines can take 2-3 s by itself. The median says "unchanged".
+    assert max(w) < 5.0, f"{what}: a crash took {max(w):.3f} s to heal during the outage: {during}"
     assert statistics.median(w) < max(3 * statistics.median(b), 0.5), (
         f"{what}: healing slowed down: before {b}, during {w}")
 
