@@ -29,6 +29,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="dockwarden: keeps a Docker host in its desired state, and says so when it can't.")
 inventory_app = typer.Typer(no_args_is_help=True, help="Work with inventories (hosts/<node>/services.yaml).")
 app.add_typer(inventory_app, name="inventory")
+
+
+@app.callback()
+def _global_options(
+    url: Annotated[Optional[str], typer.Option(
+        "--url", envvar="DOCKWARDEN_URL",
+        help="Talk to a daemon's HTTP API (http://HOST:PORT, unix:/path, or 'local': the state dir's daemon) "
+             "for status, drift, events, incidents and the operator commands \\[env DOCKWARDEN_URL].")] = None,
+    token: Annotated[Optional[str], typer.Option(
+        "--token", envvar="DOCKWARDEN_TOKEN",
+        help="Bearer token for --url (the write token for operator commands).")] = None,
+) -> None:
+    """dockwarden: keeps a Docker host in its desired state, and says so when it can't."""
+    from dockwarden import cli_remote
+
+    cli_remote.GLOBAL["url"], cli_remote.GLOBAL["token"] = url, token
 for _name, _fn in (("once", cli_status.once), ("status", cli_status.status), ("drift", cli_status.drift),
                    ("stop", cli_operator.stop), ("start", cli_operator.start), ("pause", cli_operator.pause),
                    ("resume", cli_operator.resume)):
@@ -67,14 +83,19 @@ def run(
     mode: ModeOpt = None,
     resync: Annotated[float, typer.Option("--resync", min=1.0, help="Seconds between full resyncs.")] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    listen: Annotated[Optional[str], typer.Option(
+        "--listen", envvar="DOCKWARDEN_LISTEN",
+        help="HTTP API, metrics and dashboard: HOST:PORT, unix:/path or none \\[env DOCKWARDEN_LISTEN; "
+             "policy \\[api] listen; 127.0.0.1:9321].")] = None,
 ) -> None:
-    """Supervise the host in the foreground: events + resync -> reconcile -> act."""
+    """Supervise the host in the foreground: events + resync -> reconcile -> act; serves the HTTP API."""
     from dockwarden.daemon import Daemon
     from dockwarden.lock import AlreadyRunning
 
     _setup_logging(verbose)
     s = settings_from(inventory, state_dir, policy, node)
-    d = Daemon(s, mode=mode, resync_s=resync, echo=lambda e: echo_event(e.to_dict()), workers=daemon_workers(s))
+    d = Daemon(s, mode=mode, resync_s=resync, echo=lambda e: echo_event(e.to_dict()), workers=daemon_workers(s),
+               listen=listen)
     d.install_signal_handlers()
     out.print(f"[bold]dockwarden {__version__}[/] state dir {s.state_dir}, inventory {s.inventory or '(labels only)'}, "
               f"resync every {resync:g} s. Ctrl-C stops.", highlight=False)
@@ -115,6 +136,12 @@ def events(
 
     s = settings_from(inventory, state_dir, policy, node)
     since_ts = parse_since(since)
+    from dockwarden import cli_remote
+
+    remote = cli_remote.target(s)
+    if remote is not None:
+        cli_remote.events(remote, since=since_ts, service=service, limit=limit, follow=follow, as_json=as_json)
+        return
     try:
         store = Store(s.state_dir / "dockwarden.db")
     except StoreError as e:

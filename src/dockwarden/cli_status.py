@@ -13,7 +13,7 @@ from dockwarden.cli_common import (SUMMARY_STYLES, InventoryOpt, JsonOpt, ModeOp
                                    err, fail, human_bytes, out, settings_from)
 from dockwarden.config import ConfigError, Settings, load_policy
 from dockwarden.inventory import load_inventory
-from dockwarden.model import Mode, to_jsonable, utcnow
+from dockwarden.model import Mode, utcnow
 from dockwarden.sinks.events import EventLog
 from dockwarden.store import Store, StoreError
 
@@ -76,55 +76,14 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
     return ev, store
 
 
-def _evaluation_json(ev, s: Settings, store: Store) -> dict[str, Any]:
+def _evaluation_json(ev, s: Settings, store: Store, *, mode: Mode | None = None, policy=None) -> dict[str, Any]:
+    """The status document (``api.snapshot.status_document``: the same document the
+    daemon's ``GET /api/v1/status`` serves)."""
+    from dockwarden.api.snapshot import status_document
     from dockwarden.lock import lock_held
-    from dockwarden.reconcile.drift import effective_intent
-    from dockwarden.reconcile.resolve import find_container
 
-    services = []
-    for name, spec in sorted(ev.desired.services.items()):
-        c = find_container(spec, ev.world)
-        h = ev.histories.get(name)
-        intent = effective_intent(spec, ev.intents.get(name))
-        rec_i = ev.intents.get(name)
-        services.append({
-            "service": name, "container": c.name if c else spec.container_name, "source": spec.source.value,
-            "state": c.state if c else "missing", "health": c.health if c else None,
-            "exit_code": c.exit_code if c else None, "restart_count": c.restart_count if c else None,
-            "cpu_percent": c.cpu_percent if c else None, "memory_bytes": c.memory_bytes if c else None,
-            "intent": intent.value, "intent_source": rec_i.source.value if rec_i else spec.source.value,
-            "remediation": spec.remediation.value, "depends_on": list(spec.depends_on),
-            "guard": to_jsonable(h.guard) if h else None,
-        })
-    tracked = {s_["container"] for s_ in services}
-    untracked = [{"container": c.name, "state": c.state, "health": c.health, "exit_code": c.exit_code}
-                 for c in ev.world.containers
-                 if c.name not in tracked and c.labels.get("dockwarden.managed", "").lower() != "true"]
-    return {
-        "node": ev.desired.node,
-        "observed_at": to_jsonable(ev.world.observed_at),
-        "summary": ev.summary.value if ev.world.engine_ok else "unknown",
-        "exit_code": ev.exit_code,
-        "engine_ok": ev.world.engine_ok,
-        "engine_error": ev.world.engine_error,
-        "daemon_running": lock_held(s.state_dir),
-        "host": to_jsonable(ev.world.host),
-        "services": services,
-        "untracked": untracked,
-        "findings": [
-            {"priority": str(f.priority), "subject": f.subject, "drift": f.drift.kind.value,
-             "container": f.drift.container, "tracked": f.drift.tracked, "reason": f.drift.reason,
-             "details": to_jsonable(f.drift.details)}
-            for f in ev.findings
-        ],
-        "recommendations": [
-            {"subject": d.recommendation.subject, "type": d.event_type.value, "action": d.recommendation.action.value,
-             "reason": d.recommendation.reason, "advice": list(d.recommendation.advice), "execute": d.execute,
-             "decision": d.reason}
-            for d in ev.decisions
-        ],
-        "label_problems": ev.label_problems,
-    }
+    pol = policy if policy is not None else load_policy(s.policy_path)
+    return status_document(ev, mode=mode or pol.guardrails.mode, policy=pol, daemon_running=lock_held(s.state_dir))
 
 
 def _render_status(data: dict[str, Any]) -> None:
@@ -195,7 +154,7 @@ def once(
     except (ConfigError, StoreError) as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(3)
-    data = _evaluation_json(ev, s, store)
+    data = _evaluation_json(ev, s, store, mode=mode)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -205,8 +164,14 @@ def once(
 
 
 def _look(inventory, state_dir, policy, node) -> dict[str, Any]:
-    """Observe and evaluate read-only; exit 3 on bad configuration or store."""
+    """Observe and evaluate read-only; exit 3 on bad configuration or store.
+    With ``--url``: the daemon's snapshot (``GET /api/v1/status``), the same document."""
+    from dockwarden import cli_remote
+
     s = settings_from(inventory, state_dir, policy, node)
+    remote = cli_remote.target(s)
+    if remote is not None:
+        return cli_remote.get(remote, "/api/v1/status")
     try:
         ev, store = _evaluate(s, mode=None, act=False)
     except (ConfigError, StoreError) as e:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dockwarden.config_api import ApiPolicy
 from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
 from dockwarden.config_pool import PoolSettings
 from dockwarden.config_retention import RetentionPolicy
@@ -136,13 +137,14 @@ class Policy(_Section):
     journal: JournalPolicy = Field(default_factory=JournalPolicy)
     pool: PoolSettings = Field(default_factory=PoolSettings)
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    api: ApiPolicy = Field(default_factory=ApiPolicy)
     extra: dict[str, Any] = Field(default_factory=dict)
     """Tables of later features (``storage``, ``notify``, ``pool``...) kept as read."""
 
 
 _KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guardrails", "pool",
                  "incidents", "notify", "spikes", "recovery",
-                 "storage", "housekeeping", "journal", "retention"}
+                 "storage", "housekeeping", "journal", "retention", "api"}
 
 
 def format_validation_error(path: str | Path, err: ValidationError, *, prefix: str = "") -> str:

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from dockwarden.actions import ActionDone, ActionProtocol, ActionRunner, error_digest
+from dockwarden.api.server import NO_API, DaemonView, start_api  # issue 10: the HTTP API
 from dockwarden.config import Settings
 from dockwarden.config_watch import ConfigWatcher
 from dockwarden.execute import Executor
@@ -90,8 +91,11 @@ class Daemon:
     """
 
     def __init__(self, settings: Settings, *, mode: Mode | None = None, resync_s: float = 30.0,
-                 echo: Callable[[Event], None] | None = None, workers: Sequence[Worker] = ()):
+                 echo: Callable[[Event], None] | None = None, workers: Sequence[Worker] = (),
+                 listen: str | None = None):
         self.settings = settings
+        self.listen = listen  # issue 10: --listen / DOCKWARDEN_LISTEN (None: the policy's [api] listen)
+        self.api = NO_API  # issue 10: the HTTP API's handle (beat, publish, stop)
         self.mode_override = mode
         self.resync_s = resync_s
         self.echo = echo
@@ -182,6 +186,11 @@ class Daemon:
             w.start(ctx)
         self.watch.start()
         try:
+            # --- issue 10: the HTTP API (its own thread; reads the snapshot each pass publishes) ---
+            self.api = start_api(DaemonView(
+                settings=self.settings, listen=self.listen, resync_s=self.resync_s, node=self.desired_node,
+                policy=lambda: self.reconciler.policy, desired=lambda: self.reconciler.desired,
+                mode=lambda: self.reconciler.mode, ready=lambda: self.ready, events=self.events, workers=self.workers))
             self._loop()
         finally:
             self._shutdown(lock)
@@ -195,6 +204,7 @@ class Daemon:
         pass_failures = 0
         retry_at: float | None = None
         while not self._stop.is_set():
+            self.api.beat()  # issue 10: the loop's heartbeat for /healthz
             if self.client is None and time.monotonic() >= reconnect_at:
                 if self._connect():
                     reconnect_attempt = 0
@@ -313,6 +323,7 @@ class Daemon:
             log.error("cannot record %s: %s", type_.value, e)
 
     def _shutdown(self, lock: Any) -> None:
+        self.api.stop()  # issue 10
         self.watch.stop()
         self.runner.shutdown(wait_s=10.0)
         for w in self.workers:
@@ -558,6 +569,7 @@ class Daemon:
         return [state_write_drift(str(self.settings.state_dir), held=held, dropped=dropped, error=error)]
 
     def _pass(self, world: WorldState, full_pass: bool = True) -> PassResult:
+        t0 = time.monotonic()  # issue 10: pass duration for the API's metrics
         self.world = world
         now = utcnow()
         state = self._state_drifts()
@@ -583,4 +595,5 @@ class Daemon:
             write_world(world, self.settings.state_dir / "world.json")
         except OSError as e:
             log.error("world.json: cannot write: %s", e)
+        self.api.publish(result, time.monotonic() - t0, self.passes)  # issue 10: swap in the API's snapshot
         return result

@@ -1,0 +1,365 @@
+"""Serving the API from the daemon: uvicorn in a daemon thread, and the handle
+the reconcile loop talks to.
+
+:func:`start_api` binds the listener (``HOST:PORT`` or ``unix:/path``; ``none``
+gives :data:`NO_API`), writes ``<state-dir>/api-token`` (first start) and
+``<state-dir>/api.json`` (the address, 0600, for local CLI commands), and
+starts uvicorn on its own thread and event loop. The loop calls only
+:meth:`ApiHandle.beat` (each round) and :meth:`ApiHandle.publish` (after each
+pass, O(services)); neither waits for the HTTP side.
+
+Test-only: when the environment variable ``DOCKWARDEN_TEST_WEDGE_FILE`` names a
+file that exists, :meth:`ApiHandle.beat` sleeps until it is gone, wedging the
+reconcile loop (the HTTP thread goes on) so tests can see ``/healthz`` turn 503.
+Never set it in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from dockwarden.api.auth import Guard, ensure_write_token, read_token_file
+from dockwarden.api.metrics import ApiMetrics
+from dockwarden.api.snapshot import SampleRing, Snapshot, SnapshotHolder, status_document, storage_document
+from dockwarden.api.sse import EventBus, EventReader
+from dockwarden.config import ConfigError, Policy, Settings
+from dockwarden.config_api import ListenAddress, parse_listen
+from dockwarden.incidents import IncidentBook
+from dockwarden.model import DesiredState, Event, EventType, Mode, rfc3339, utcnow
+from dockwarden.sinks.events import EventLog
+from dockwarden.store import Store
+
+log = logging.getLogger(__name__)
+
+#: The address file in the state dir, read by local CLI commands.
+ADDRESS_FILE = "api.json"
+#: Test-only: a file whose existence wedges the reconcile loop (see the module docstring).
+WEDGE_ENV = "DOCKWARDEN_TEST_WEDGE_FILE"
+
+
+class Reads:
+    """The API's own database handles (separate connections from the loop's,
+    so a request never waits on the loop's lock): the core store (for
+    operator writes too), incidents, the outbox count and the pool.
+
+    Args:
+        db_path: ``<state-dir>/dockwarden.db``.
+        node: this node's name.
+    """
+
+    def __init__(self, db_path: Path, node: str):
+        self.db_path = db_path
+        self.store = Store(db_path)
+        self.book = IncidentBook(db_path, node)
+        self._pool: Any = None
+
+    def close(self) -> None:
+        for db in (self.store, self.book, self._pool):
+            if db is not None:
+                db.close()
+
+    def incidents(self, *, include_resolved: bool, limit: int) -> list:
+        return self.book.list(include_resolved=include_resolved, limit=limit)
+
+    def figures(self) -> dict[str, Any]:
+        """Scrape-time figures: open incidents by priority, the notification
+        queue (count, oldest age in seconds), pool containers by state."""
+        out: dict[str, Any] = {"incidents_open": {}}
+        for inc in self.book.active().values():
+            out["incidents_open"][inc.priority] = out["incidents_open"].get(inc.priority, 0) + 1
+        rows = self.store._q("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE state = 'pending'")
+        n, oldest = (rows[0]["n"], rows[0]["oldest"]) if rows else (0, None)
+        out["notifications_queued"] = n or 0
+        if oldest:
+            from dockwarden.model import parse_time
+
+            t = parse_time(oldest)
+            out["notifications_oldest_age_s"] = max(0.0, (utcnow() - t).total_seconds()) if t else 0.0
+        states = self.store._q("SELECT status, COUNT(*) AS n FROM container_pool GROUP BY status") \
+            if self._has_pool() else []
+        out["pool"] = {r["status"]: r["n"] for r in states}
+        return out
+
+    def _has_pool(self) -> bool:
+        rows = self.store._q("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'container_pool'")
+        return bool(rows)
+
+    def pool(self, policy: Policy) -> dict[str, Any]:
+        """``GET /api/v1/pool``: figures and containers, or ``configured: false``."""
+        if not policy.pool.image:
+            return {"configured": False, "status": None, "containers": []}
+        if self._pool is None:
+            from dockwarden.pool.db import PoolDB
+
+            self._pool = PoolDB(self.db_path)
+        from dockwarden.model import to_jsonable
+
+        s = policy.pool
+        status = {"prefix": s.prefix, "image": s.image, "min": s.min, "max": s.max, **self._pool.stats(utcnow())}
+        return {"configured": True, "status": status,
+                "containers": [{**to_jsonable(c), "busy": c.busy} for c in self._pool.containers()]}
+
+
+@dataclass
+class DaemonView:
+    """What the API may see of the daemon (getters: the daemon reloads them).
+
+    Attributes:
+        settings: state dir, docker host.
+        listen: ``--listen``/``DOCKWARDEN_LISTEN`` (None: the policy's ``[api] listen``).
+        resync_s: seconds between full observations.
+        node: this node's name.
+        policy, desired, mode: the configuration in force.
+        ready: True once ``daemon_ready`` was emitted.
+        events: the daemon's event log (the API records through it and subscribes to it).
+        workers: the daemon's background workers (the storage worker's last report).
+    """
+
+    settings: Settings
+    listen: str | None
+    resync_s: float
+    node: str
+    policy: Callable[[], Policy]
+    desired: Callable[[], DesiredState]
+    mode: Callable[[], Mode]
+    ready: Callable[[], bool]
+    events: EventLog
+    workers: Sequence[Any] = ()
+
+
+class NullApi:
+    """The handle when the API is off (``--listen none``): every call does nothing."""
+
+    url: str | None = None
+
+    def beat(self) -> None:
+        return None
+
+    def publish(self, result: Any, pass_s: float, passes: int) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+
+NO_API = NullApi()
+
+
+def bind(listen: ListenAddress) -> tuple[socket.socket, ListenAddress]:
+    """Open the listening socket (so errors surface here, not in a thread).
+
+    Returns:
+        (socket, address): the address with the port the kernel chose for port 0.
+    Raises:
+        OSError: the address is in use, not local, or the path not writable.
+    """
+    if listen.kind == "unix":
+        p = Path(listen.path)
+        if p.exists() and stat.S_ISSOCK(p.stat().st_mode):
+            p.unlink()  # a stale socket of an earlier daemon (the state dir lock says none runs)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(listen.path)
+        finally:
+            os.umask(old)
+        os.chmod(listen.path, 0o600)
+    else:
+        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((listen.host, listen.port))
+        listen = ListenAddress("tcp", host=listen.host, port=sock.getsockname()[1])
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock, listen
+
+
+def url_of(listen: ListenAddress) -> str:
+    """``http://HOST:PORT`` (0.0.0.0 is reached as 127.0.0.1), or ``unix:/path``."""
+    if listen.kind == "unix":
+        return f"unix:{listen.path}"
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listen.host, listen.host)
+    return f"http://[{host}]:{listen.port}" if ":" in host else f"http://{host}:{listen.port}"
+
+
+def write_address(state_dir: Path, listen: ListenAddress) -> Path:
+    """Write ``<state-dir>/api.json`` (0600): ``url``, ``listen``, ``pid``, ``started_at``."""
+    path = Path(state_dir) / ADDRESS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"url": url_of(listen), "listen": str(listen), "pid": os.getpid(),
+                   "started_at": rfc3339(utcnow())}, f)
+    os.replace(tmp, path)
+    return path
+
+
+class ApiHandle:
+    """The running API, as the daemon sees it.
+
+    Attributes:
+        url: where it answers (``http://...`` or ``unix:/path``).
+        heartbeat: ``time.monotonic()`` of the loop's last round.
+    """
+
+    def __init__(self, view: DaemonView, listen: ListenAddress, sock: socket.socket, guard: Guard):
+        from dockwarden.api.app import ApiContext, create_app
+
+        self.view = view
+        self.listen = listen
+        self.url = url_of(listen)
+        self.heartbeat = time.monotonic()
+        self.snapshots = SnapshotHolder()
+        self.samples = SampleRing()
+        self.bus = EventBus()
+        db = view.settings.state_dir / "dockwarden.db"
+        self.reads = Reads(db, view.node)
+        self.metrics = ApiMetrics(snapshot=self.snapshots.get, reads=self._figures, resync_s=view.resync_s,
+                                  channels=lambda: [c.name for c in view.policy().notify.channel])
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._storage_cache: tuple[Any, Any, dict | None] = (None, None, None)
+        self.ctx = ApiContext(
+            guard=guard, snapshots=self.snapshots, samples=self.samples, metrics=self.metrics, bus=self.bus,
+            events=EventReader(db), reads=self.reads, node=view.node, resync_s=view.resync_s,
+            heartbeat=lambda: self.heartbeat, ready=view.ready, policy=view.policy, desired=view.desired,
+            emit=view.events.send, docker_client=self._docker, cors_origins=tuple(view.policy().api.cors_origins))
+        view.events.subscribers.append(self.metrics.on_event)
+        view.events.subscribers.append(self.bus.notify)
+        self.app = create_app(self.ctx)
+        self._sock = sock
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._wedge = os.environ.get(WEDGE_ENV) or None
+
+    def _figures(self) -> dict[str, Any]:
+        out = self.reads.figures()
+        out["heartbeat_age_s"] = time.monotonic() - self.heartbeat
+        return out
+
+    def _docker(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                from dockwarden.observe.docker import connect
+
+                self._client = connect(self.view.settings.docker_host)
+            return self._client
+
+    def start(self) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=1, server_header=False)
+        self._server = uvicorn.Server(config)
+
+        def serve() -> None:
+            try:
+                asyncio.run(self._server.serve(sockets=[self._sock]))
+            except Exception:  # the API dying must never take supervision with it
+                log.exception("the HTTP API stopped with an error")
+
+        self._thread = threading.Thread(target=serve, name="dockwarden-api", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ called by the loop
+
+    def beat(self) -> None:
+        """The loop went round (one line in ``Daemon._loop``)."""
+        if self._wedge is not None:
+            while os.path.exists(self._wedge):  # test-only, see the module docstring
+                time.sleep(0.1)
+        self.heartbeat = time.monotonic()
+
+    def publish(self, result: Any, pass_s: float, passes: int) -> None:
+        """Build and swap in the snapshot of a pass (O(services)); never raises."""
+        try:
+            ev = result.evaluation
+            status = status_document(ev, mode=self.view.mode(), policy=self.view.policy(), daemon_running=True)
+            status["pass"] = passes
+            status["ready"] = bool(self.view.ready())
+            snap = Snapshot(status=status, storage=self._storage(), published_at=time.time(),
+                            published_mono=time.monotonic(), pass_duration_s=pass_s, passes=passes)
+            self.snapshots.publish(snap)
+            self.samples.add(status)
+            self.metrics.observe_pass(pass_s)
+        except Exception:  # a sink never fails a pass
+            log.exception("api: cannot publish the snapshot")
+
+    def _storage(self) -> dict[str, Any] | None:
+        for w in self.view.workers:
+            report = getattr(w, "last_report", None)
+            if report is None:
+                continue
+            trend = getattr(w, "last_trend", None)
+            cached_r, cached_t, doc = self._storage_cache
+            if cached_r is not report or cached_t is not trend:
+                doc = storage_document(report, trend, self.view.policy().storage.top_n)
+                self._storage_cache = (report, trend, doc)
+            return doc
+        return None
+
+    def stop(self) -> None:
+        """Stop serving (open SSE streams end) and remove ``api.json``."""
+        if self._server is not None:
+            self._server.should_exit = True
+            self.bus.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            (self.view.settings.state_dir / ADDRESS_FILE).unlink(missing_ok=True)
+            if self.listen.kind == "unix":
+                Path(self.listen.path).unlink(missing_ok=True)
+        except OSError as e:
+            log.debug("api: cleanup: %s", e)
+        self.ctx.events.close()
+        self.reads.close()
+
+
+def start_api(view: DaemonView) -> ApiHandle | NullApi:
+    """Start the API for a daemon (after its setup), or return :data:`NO_API`
+    for ``none``. A listener that cannot be opened is reported (log and an
+    ``api_failed`` event) and supervision goes on without the API.
+
+    Raises:
+        ConfigError: ``--listen`` is malformed, or ``[api] read_token_file`` is
+            named but unreadable.
+    """
+    policy = view.policy()
+    raw = view.listen or policy.api.listen
+    try:
+        listen = parse_listen(raw)
+    except ValueError as e:
+        raise ConfigError(f"--listen / DOCKWARDEN_LISTEN / api.listen: {e}") from e
+    if listen.kind == "none":
+        return NO_API
+    read_token = read_token_file(policy.api.read_token_file)
+    write_token = ensure_write_token(view.settings.state_dir)
+    try:
+        sock, listen = bind(listen)
+    except OSError as e:
+        msg = f"the HTTP API cannot listen on {listen}: {e.strerror or e}; supervision goes on without it"
+        log.error(msg)
+        view.events.send(Event(type=EventType.API_FAILED, ts=utcnow(), node=view.node, reason=msg,
+                               details={"listen": str(listen), "error": str(e.strerror or e)}))
+        return NO_API
+    guard = Guard(listen, write_token, read_token, tuple(policy.api.allowed_hosts))
+    handle = ApiHandle(view, listen, sock, guard)
+    handle.start()
+    write_address(view.settings.state_dir, listen)
+    open_reads = "reads open (loopback)" if listen.loopback else "reads need a token"
+    view.events.send(Event(type=EventType.API_LISTENING, ts=utcnow(), node=view.node,
+                           reason=f"HTTP API, metrics and dashboard on {handle.url} ({open_reads}; writes need "
+                                  f"the token in {view.settings.state_dir / 'api-token'})",
+                           details={"url": handle.url, "listen": str(listen), "reads_open": listen.loopback}))
+    return handle
