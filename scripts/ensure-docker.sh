@@ -19,6 +19,11 @@ DOCKERD_WAIT_S=${DOCKERD_WAIT_S:-60}
 # Debian's v1 (python) for compose projects; iproute2 for `ip netns` (second
 # engine); btrfs-progs for the btrfs storage checks.
 ENGINE_PKGS=(docker.io busybox-static docker-compose iproute2 btrfs-progs sqlite3)
+# The HTTP API's tests (issue 10): a real Prometheus (with promtool, to check
+# examples/prometheus/rules.yml) and Alertmanager on loopback ports, and a
+# headless Chromium driven by selenium through chromedriver for the dashboard
+# (no browser can be downloaded here; Debian's is used).
+API_TEST_PKGS=(prometheus prometheus-alertmanager chromium chromium-driver)
 
 log() { printf 'ensure-docker: %s\n' "$*" >&2; }
 
@@ -60,7 +65,7 @@ MSG
 
 # What the tests need beside the engine itself (never the engine package: an
 # engine that already answers may come from docker-ce, which conflicts with docker.io).
-TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs)
+TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs "${API_TEST_PKGS[@]}")
 
 if engine_ok; then
     if is_root_debian; then
@@ -87,7 +92,7 @@ if ! is_root_debian; then
     cannot_help "no Docker engine answers, and this is not Debian (no /etc/debian_version): install Docker yourself."
 fi
 
-apt_install "${ENGINE_PKGS[@]}"
+apt_install "${ENGINE_PKGS[@]}" "${API_TEST_PKGS[@]}"
 
 # Start dockerd unless one is already starting (pid file of a live process).
 running_pid=""

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 
 from dockwarden.api.auth import READ, WRITE, Guard
@@ -102,25 +103,47 @@ def _problem(status: int, detail: str, headers: dict[str, str] | None = None) ->
     return HTTPException(status_code=status, detail=detail, headers=headers)
 
 
+class HostGuard:
+    """Pure ASGI middleware: refuse a foreign ``Host`` (421) on a loopback
+    listener, and add the security headers (and ``Cache-Control: no-store`` on
+    ``/api/``) to every response. Pure ASGI, so streams pass through untouched."""
+
+    def __init__(self, app: Any, guard: Guard):
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+        if not self.guard.host_ok(host):
+            await JSONResponse({"detail": "Host header not allowed on this listener (DNS rebinding guard); use "
+                                          "localhost, 127.0.0.1 or [::1] with the port, or [api] allowed_hosts"},
+                               status_code=421)(scope, receive, send)
+            return
+        api = scope["path"].startswith("/api/")
+
+        async def send_with_headers(msg: dict) -> None:
+            if msg["type"] == "http.response.start":
+                h = MutableHeaders(scope=msg)
+                for k, v in SECURITY_HEADERS.items():
+                    h.setdefault(k, v)
+                if api:
+                    h.setdefault("cache-control", "no-store")
+            await send(msg)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(ctx: ApiContext) -> FastAPI:
     """Build the app for one daemon (no globals: tests build as many as they like)."""
-    app = FastAPI(title="dockwarden", version=_version(), openapi_url="/api/v1/openapi.json", docs_url=None,
+    app = FastAPI(title="dockwarden", version=_version(), openapi_url=None, docs_url=None,
                   redoc_url=None, description="Supervisor of one Docker host: state, drift, incidents, events; "
                                               "stop/start/pause/resume and incident ack through the action protocol.")
     guard = ctx.guard
 
-    @app.middleware("http")
-    async def host_and_headers(request: Request, call_next):
-        if not guard.host_ok(request.headers.get("host")):
-            return JSONResponse({"detail": "Host header not allowed on this listener (DNS rebinding guard); "
-                                           "use localhost, 127.0.0.1 or [::1] with the port, or [api] allowed_hosts"},
-                                status_code=421)
-        response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        if request.url.path.startswith("/api/"):
-            response.headers.setdefault("cache-control", "no-store")
-        return response
+    app.add_middleware(HostGuard, guard=guard)
 
     if ctx.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(ctx.cors_origins), allow_methods=["GET", "POST"],
@@ -271,12 +294,17 @@ def create_app(ctx: ApiContext) -> FastAPI:
         types = tuple(x.strip() for x in type.split(",") if x.strip()) if type else ()
         return SSEResponse(lambda disconnected: event_stream(ctx.events, ctx.bus, after_id=start, types=types,
                                                              service=service, disconnected=disconnected),
-                           headers=dict(SECURITY_HEADERS))
+                           headers={})
 
     @app.get("/metrics", tags=["read"], dependencies=[Depends(need_read)])
     def metrics() -> Response:
         """Prometheus text format (version 0.0.4)."""
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/api/v1/openapi.json", include_in_schema=False, dependencies=[Depends(need_read)])
+    def openapi() -> JSONResponse:
+        """The OpenAPI document (a read like any other)."""
+        return JSONResponse(app.openapi())
 
     # ------------------------------------------------------------------ writes
 

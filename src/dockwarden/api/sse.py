@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from starlette.responses import Response
+
 #: Seconds between keep-alive comments (Dozzle and most proxies: under 30-60 s).
 KEEPALIVE_S = 15.0
 #: A write that has not completed after this many seconds drops the client.
@@ -207,7 +209,7 @@ async def event_stream(reader: EventReader, bus: EventBus, *, after_id: int, typ
         bus.unregister(waiter)
 
 
-class SSEResponse:
+class SSEResponse(Response):
     """A raw ASGI response for an SSE stream with a write deadline and
     disconnect detection (Starlette's ``StreamingResponse`` has neither a
     deadline nor a way to stop a generator that waits).
@@ -221,8 +223,9 @@ class SSEResponse:
 
     def __init__(self, make_stream, *, headers: dict[str, str] | None = None,
                  write_deadline_s: float = WRITE_DEADLINE_S):
+        super().__init__(content=b"", media_type=self.media_type)
         self.make_stream = make_stream
-        self.headers = headers or {}
+        self.extra_headers = headers or {}
         self.write_deadline_s = write_deadline_s
 
     async def __call__(self, scope, receive, send) -> None:
@@ -237,7 +240,7 @@ class SSEResponse:
 
         headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                    (b"x-accel-buffering", b"no")]
-        headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+        headers += [(k.lower().encode(), v.encode()) for k, v in self.extra_headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         watcher = asyncio.create_task(watch())
         stream = self.make_stream(disconnected)
