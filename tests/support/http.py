@@ -22,8 +22,9 @@ class Reply:
 
 
 def call(url: str, method: str = "GET", path: str = "/", *, token: str | None = None, host: str | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 30) -> Reply:
-    """One request to ``url`` + ``path``; ``host`` overrides the Host header."""
+         headers: dict[str, str] | None = None, timeout: float = 30, stream: bool = False) -> Reply:
+    """One request to ``url`` + ``path``; ``host`` overrides the Host header.
+    With ``stream`` a 200 response's body is not read (an event stream never ends)."""
     u = urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     h = dict(headers or {})
@@ -37,7 +38,10 @@ def call(url: str, method: str = "GET", path: str = "/", *, token: str | None = 
             conn.putheader(k, v)
         conn.endheaders()
         r = conn.getresponse()
-        return Reply(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        hdrs = {k.lower(): v for k, v in r.getheaders()}
+        if stream and r.status == 200:
+            return Reply(r.status, hdrs, b"")
+        return Reply(r.status, hdrs, r.read())
     finally:
         conn.close()
 
