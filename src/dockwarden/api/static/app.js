@@ -271,9 +271,11 @@ function renderStorage(doc) {
   const t = doc.trend;
   if (t) {
     const soon = t.eta_full_s !== null && t.eta_full_s < 86400;
-    box.append(el("div", { class: "eta" + (soon ? " soon" : ""),
-      text: t.eta_full_s !== null ? `full in ${duration(t.eta_full_s)}` + (t.eta_p1_s !== null ? `, P1 in ${duration(t.eta_p1_s)}` : "") : "not growing toward full" }),
-    el("div", { class: "muted", text: t.line }));
+    const growing = t.rate_6h_bytes_per_s !== null || t.rate_24h_bytes_per_s !== null;
+    const eta = t.eta_full_s !== null
+      ? `full in ${duration(t.eta_full_s)}` + (t.eta_p1_s !== null ? ` · P1 in ${duration(t.eta_p1_s)}` : "")
+      : growing ? "not growing toward full" : "no trend yet (samples over 30 min needed)";
+    box.append(el("div", { class: "eta" + (soon ? " soon" : ""), text: eta }), el("div", { class: "muted small", text: t.line }));
   }
   const rec = kinds.reduce((a, k) => a + ((doc[k] || {}).reclaimable_bytes || 0), 0);
   box.append(el("div", { class: "muted", text: `reclaimable ${bytes(rec)} · dangling images ${doc.images.dangling_count || 0}` }));
