@@ -176,7 +176,10 @@ def bind(listen: ListenAddress) -> tuple[socket.socket, ListenAddress]:
         os.chmod(listen.path, 0o600)
     else:
         family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted sockets only
+        # when the listener's proto says TCP; without it every keep-alive response
+        # waits for the client's delayed ACK (~40 ms, measured by bench/api.py).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((listen.host, listen.port))
         listen = ListenAddress("tcp", host=listen.host, port=sock.getsockname()[1])
@@ -214,34 +217,41 @@ class ApiHandle:
     """
 
     def __init__(self, view: DaemonView, listen: ListenAddress, sock: socket.socket, guard: Guard):
-        from dockwarden.api.app import ApiContext, create_app
-
         self.view = view
         self.listen = listen
+        self.guard = guard
         self.url = url_of(listen)
         self.heartbeat = time.monotonic()
         self.snapshots = SnapshotHolder()
         self.samples = SampleRing()
         self.bus = EventBus()
-        db = view.settings.state_dir / "dockwarden.db"
-        self.reads = Reads(db, view.node)
+        self.db_path = view.settings.state_dir / "dockwarden.db"
+        self.reads = Reads(self.db_path, view.node)
         self.metrics = ApiMetrics(snapshot=self.snapshots.get, reads=self._figures, resync_s=view.resync_s,
                                   channels=lambda: [c.name for c in view.policy().notify.channel])
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._storage_cache: tuple[Any, Any, dict | None] = (None, None, None)
-        self.ctx = ApiContext(
-            guard=guard, snapshots=self.snapshots, samples=self.samples, metrics=self.metrics, bus=self.bus,
-            events=EventReader(db), reads=self.reads, node=view.node, resync_s=view.resync_s,
-            heartbeat=lambda: self.heartbeat, ready=view.ready, policy=view.policy, desired=view.desired,
-            emit=view.events.send, docker_client=self._docker, cors_origins=tuple(view.policy().api.cors_origins))
         view.events.subscribers.append(self.metrics.on_event)
         view.events.subscribers.append(self.bus.notify)
-        self.app = create_app(self.ctx)
+        self.ctx: Any = None  # the app's context, made on the server's thread
         self._sock = sock
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._wedge = os.environ.get(WEDGE_ENV) or None
+
+    def _app(self) -> Any:
+        """Build the FastAPI app (on the server's thread: importing FastAPI and
+        uvicorn takes about a second, which must not delay the first pass)."""
+        from dockwarden.api.app import ApiContext, create_app
+
+        view = self.view
+        self.ctx = ApiContext(
+            guard=self.guard, snapshots=self.snapshots, samples=self.samples, metrics=self.metrics, bus=self.bus,
+            events=EventReader(self.db_path), reads=self.reads, node=view.node, resync_s=view.resync_s,
+            heartbeat=lambda: self.heartbeat, ready=view.ready, policy=view.policy, desired=view.desired,
+            emit=view.events.send, docker_client=self._docker, cors_origins=tuple(view.policy().api.cors_origins))
+        return create_app(self.ctx)
 
     def _figures(self) -> dict[str, Any]:
         out = self.reads.figures()
@@ -257,14 +267,16 @@ class ApiHandle:
             return self._client
 
     def start(self) -> None:
-        import uvicorn
-
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1, server_header=False)
-        self._server = uvicorn.Server(config)
+        """Serve on a daemon thread (clients that connect before the app is built
+        wait in the listen backlog)."""
 
         def serve() -> None:
             try:
+                import uvicorn
+
+                config = uvicorn.Config(self._app(), log_level="warning", access_log=False, lifespan="off",
+                                        timeout_graceful_shutdown=1, server_header=False)
+                self._server = uvicorn.Server(config)
                 asyncio.run(self._server.serve(sockets=[self._sock]))
             except Exception:  # the API dying must never take supervision with it
                 log.exception("the HTTP API stopped with an error")
@@ -311,10 +323,13 @@ class ApiHandle:
 
     def stop(self) -> None:
         """Stop serving (open SSE streams end) and remove ``api.json``."""
-        if self._server is not None:
-            self._server.should_exit = True
-            self.bus.notify()
         if self._thread is not None:
+            deadline = time.monotonic() + 10
+            while self._server is None and self._thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)  # still building the app
+            if self._server is not None:
+                self._server.should_exit = True
+                self.bus.notify()
             self._thread.join(timeout=5)
         try:
             (self.view.settings.state_dir / ADDRESS_FILE).unlink(missing_ok=True)
@@ -322,7 +337,8 @@ class ApiHandle:
                 Path(self.listen.path).unlink(missing_ok=True)
         except OSError as e:
             log.debug("api: cleanup: %s", e)
-        self.ctx.events.close()
+        if self.ctx is not None:
+            self.ctx.events.close()
         self.reads.close()
 
 
