@@ -1,11 +1,12 @@
 """The FastAPI application: JSON API, SSE, /metrics, /healthz, /readyz and the dashboard.
 
 Reads come from the latest :class:`~dockwarden.api.snapshot.Snapshot` (swapped
-in by each pass) or from the database through the API's own connections;
-no handler calls the engine except the writes, which run in FastAPI's worker
-threads (plain ``def`` handlers) through :mod:`dockwarden.operator`, the same
-action protocol as the CLI, with ``ActionBy.API``. The reconcile loop never
-waits for a request.
+in by each pass) or from the database through the API's own connections, on the server's event
+loop (``async def``: memory or sub-millisecond indexed SQLite reads, so no
+thread is needed). No handler calls the engine except the writes, which run
+in FastAPI's worker threads (plain ``def`` handlers) through
+:mod:`dockwarden.operator`, the same action protocol as the CLI, with
+``ActionBy.API``. The reconcile loop never waits for a request.
 
 Status codes: 401 no or unknown token (``WWW-Authenticate: Bearer``), 403 a
 read token on a write, 421 a foreign ``Host`` on a loopback listener, 404
@@ -149,7 +150,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=list(ctx.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"], allow_credentials=False)
 
-    def need_read(request: Request) -> str:
+    async def need_read(request: Request) -> str:
         header = request.headers.get("authorization")
         scope = guard.scope_of(header)
         if scope is None and (header or not guard.reads_open()):
@@ -157,7 +158,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
                            {"WWW-Authenticate": 'Bearer realm="dockwarden"'})
         return scope or READ
 
-    def need_write(request: Request) -> str:
+    async def need_write(request: Request) -> str:
         scope = guard.scope_of(request.headers.get("authorization"))
         if scope is None:
             raise _problem(401, "writes need the write token (Authorization: Bearer <token from "
@@ -175,7 +176,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     # ------------------------------------------------------------------ health
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
         """200 while passes run on schedule; 503 when the last pass is older than
         3 resync intervals or the loop has not gone round for that long (wedged)."""
         now = time.monotonic()
@@ -195,7 +196,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     @app.get("/readyz", tags=["health"])
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         """200 once the first pass completed (``daemon_ready``), else 503."""
         ready = bool(ctx.ready())
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
@@ -203,19 +204,19 @@ def create_app(ctx: ApiContext) -> FastAPI:
     # ------------------------------------------------------------------ reads
 
     @app.get("/api/v1/status", tags=["read"], dependencies=[Depends(need_read)])
-    def status() -> Response:
+    async def status() -> Response:
         """Summary, node, observed_at, host and every tracked service (the
         document ``dockwarden status --json`` prints)."""
         return Response(snap().status_json, media_type="application/json")
 
     @app.get("/api/v1/services", tags=["read"], dependencies=[Depends(need_read)])
-    def services() -> dict[str, Any]:
+    async def services() -> dict[str, Any]:
         """The tracked services (as in status)."""
         s = snap()
         return {"node": s.status["node"], "services": s.status["services"]}
 
     @app.get("/api/v1/services/{name}", tags=["read"], dependencies=[Depends(need_read)])
-    def service(name: str = PathParam(max_length=256)) -> dict[str, Any]:
+    async def service(name: str = PathParam(max_length=256)) -> dict[str, Any]:
         """One service, with its current findings and last hour of samples."""
         s = snap()
         sv = s.services_by_name.get(name)
@@ -225,18 +226,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
                 "samples": ctx.samples.get().get(name, [])}
 
     @app.get("/api/v1/drift", tags=["read"], dependencies=[Depends(need_read)])
-    def drift() -> dict[str, Any]:
+    async def drift() -> dict[str, Any]:
         """Current drift (findings, worst first) and recommendations."""
         return snap().drift()
 
     @app.get("/api/v1/incidents", tags=["read"], dependencies=[Depends(need_read)])
-    def incidents(all: bool = Query(False, description="Include resolved incidents."),  # noqa: A002
+    async def incidents(all: bool = Query(False, description="Include resolved incidents."),  # noqa: A002
                   limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
         """Open and acknowledged incidents, newest first (``all``: resolved too)."""
         return {"incidents": [i.to_dict() for i in ctx.reads.incidents(include_resolved=all, limit=limit)]}
 
     @app.get("/api/v1/storage", tags=["read"], dependencies=[Depends(need_read)])
-    def storage() -> dict[str, Any]:
+    async def storage() -> dict[str, Any]:
         """The storage breakdown (bytes) and disk trend with its ETA, from the
         storage worker's last sample."""
         doc = snap().storage
@@ -245,17 +246,17 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return {"available": True, **doc}
 
     @app.get("/api/v1/pool", tags=["read"], dependencies=[Depends(need_read)])
-    def pool() -> dict[str, Any]:
+    async def pool() -> dict[str, Any]:
         """The container pool: its figures and containers (``configured`` false without ``[pool].image``)."""
         return ctx.reads.pool(ctx.policy())
 
     @app.get("/api/v1/samples", tags=["read"], dependencies=[Depends(need_read)])
-    def samples(window_s: float = Query(3600.0, gt=0, le=3600.0)) -> dict[str, Any]:
+    async def samples(window_s: float = Query(3600.0, gt=0, le=3600.0)) -> dict[str, Any]:
         """Per-service ``[unix_ts, cpu_percent, memory_bytes]`` of the last hour (sparklines)."""
         return {"window_s": window_s, "samples": ctx.samples.get(window_s)}
 
     @app.get("/api/v1/events", tags=["read"], dependencies=[Depends(need_read)])
-    def events(after: int | None = Query(None, ge=0, le=MAX_ID, description="Cursor: events with a larger id."),
+    async def events(after: int | None = Query(None, ge=0, le=MAX_ID, description="Cursor: events with a larger id."),
                since: str | None = Query(None, max_length=64, description="RFC 3339 time."),
                type: str | None = Query(None, max_length=1000, description="Comma-separated event types."),  # noqa: A002
                service: str | None = Query(None, max_length=256),
@@ -297,12 +298,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
                            headers={})
 
     @app.get("/metrics", tags=["read"], dependencies=[Depends(need_read)])
-    def metrics() -> Response:
+    async def metrics() -> Response:
         """Prometheus text format (version 0.0.4)."""
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/api/v1/openapi.json", include_in_schema=False, dependencies=[Depends(need_read)])
-    def openapi() -> JSONResponse:
+    async def openapi() -> JSONResponse:
         """The OpenAPI document (a read like any other)."""
         return JSONResponse(app.openapi())
 
@@ -344,11 +345,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
     # ------------------------------------------------------------------ dashboard
 
     @app.get("/", include_in_schema=False)
-    def index() -> Response:
+    async def index() -> Response:
         return Response((STATIC / "index.html").read_bytes(), media_type="text/html; charset=utf-8")
 
     @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> Response:
+    async def static(name: str) -> Response:
         types = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
         if name not in types:
             raise _problem(404, "not found")

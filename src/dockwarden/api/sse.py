@@ -89,6 +89,7 @@ class EventReader:
         self.db_path = Path(db_path)
         self._db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, check_same_thread=False, timeout=5)
         self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA cache_size = -256")  # KiB: a small page cache (SQLite's default is 2000)
         self._lock = threading.Lock()
 
     def close(self) -> None:
