@@ -17,6 +17,8 @@ yet / engine unreachable / loop stale (``/healthz``).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -100,18 +102,53 @@ class Verb(str, Enum):
     resume = "resume"
 
 
+def _json(obj: Any, status: int = 200) -> Response:
+    """A JSON response serialised with ``json.dumps`` (FastAPI's encoder walks
+    every value first, several times slower for an events page)."""
+    return Response(json.dumps(obj, default=str, separators=(",", ":")).encode(), status_code=status,
+                    media_type="application/json")
+
+
 def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
     return HTTPException(status_code=status, detail=detail, headers=headers)
 
 
+#: Requests per second the API serves before it paces clients, and the burst it
+#: allows. A client faster than this gets its responses later (``asyncio.sleep``:
+#: the GIL is free meanwhile), so it cannot starve the reconcile loop (measured
+#: by ``bench/mttr.py --hammer``). Prometheus, a CLI and a few dashboards need
+#: a handful per second.
+PACE_RATE_PER_S = 100.0
+PACE_BURST = 100.0
+#: The longest a request is held back, seconds (then it is served anyway).
+PACE_MAX_WAIT_S = 5.0
+
+
+class Pacer:
+    """A token bucket over all requests (one event loop: no lock needed)."""
+
+    def __init__(self, rate_per_s: float = PACE_RATE_PER_S, burst: float = PACE_BURST):
+        self.rate, self.burst = rate_per_s, burst
+        self.tokens, self.stamp = burst, time.monotonic()
+
+    def delay_s(self) -> float:
+        """Take one token; return how long the caller must wait for it, seconds."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else min(PACE_MAX_WAIT_S, -self.tokens / self.rate)
+
+
 class HostGuard:
     """Pure ASGI middleware: refuse a foreign ``Host`` (421) on a loopback
-    listener, and add the security headers (and ``Cache-Control: no-store`` on
+    listener, pace clients (:class:`Pacer`), and add the security headers (and ``Cache-Control: no-store`` on
     ``/api/``) to every response. Pure ASGI, so streams pass through untouched."""
 
-    def __init__(self, app: Any, guard: Guard):
+    def __init__(self, app: Any, guard: Guard, pacer: Pacer | None = None):
         self.app = app
         self.guard = guard
+        self.pacer = pacer or Pacer()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -123,6 +160,9 @@ class HostGuard:
                                           "localhost, 127.0.0.1 or [::1] with the port, or [api] allowed_hosts"},
                                status_code=421)(scope, receive, send)
             return
+        wait = self.pacer.delay_s()
+        if wait > 0:
+            await asyncio.sleep(wait)
         api = scope["path"].startswith("/api/")
 
         async def send_with_headers(msg: dict) -> None:
@@ -210,57 +250,58 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return Response(snap().status_json, media_type="application/json")
 
     @app.get("/api/v1/services", tags=["read"], dependencies=[Depends(need_read)])
-    async def services() -> dict[str, Any]:
+    async def services() -> Response:
         """The tracked services (as in status)."""
         s = snap()
-        return {"node": s.status["node"], "services": s.status["services"]}
+        return _json({"node": s.status["node"], "services": s.status["services"]})
 
     @app.get("/api/v1/services/{name}", tags=["read"], dependencies=[Depends(need_read)])
-    async def service(name: str = PathParam(max_length=256)) -> dict[str, Any]:
+    async def service(name: str = PathParam(max_length=256)) -> Response:
         """One service, with its current findings and last hour of samples."""
         s = snap()
         sv = s.services_by_name.get(name)
         if sv is None:
             raise _problem(404, f"unknown service {name!r}")
-        return {**sv, "findings": [f for f in s.status["findings"] if f["subject"] == name],
-                "samples": ctx.samples.get().get(name, [])}
+        return _json({**sv, "findings": [f for f in s.status["findings"] if f["subject"] == name],
+                      "samples": ctx.samples.get().get(name, [])})
 
     @app.get("/api/v1/drift", tags=["read"], dependencies=[Depends(need_read)])
-    async def drift() -> dict[str, Any]:
+    async def drift() -> Response:
         """Current drift (findings, worst first) and recommendations."""
-        return snap().drift()
+        return _json(snap().drift())
 
     @app.get("/api/v1/incidents", tags=["read"], dependencies=[Depends(need_read)])
     async def incidents(all: bool = Query(False, description="Include resolved incidents."),  # noqa: A002
-                  limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
+                  limit: int = Query(200, ge=1, le=1000)) -> Response:
         """Open and acknowledged incidents, newest first (``all``: resolved too)."""
-        return {"incidents": [i.to_dict() for i in ctx.reads.incidents(include_resolved=all, limit=limit)]}
+        return _json({"incidents": [i.to_dict() for i in ctx.reads.incidents(include_resolved=all, limit=limit)]})
 
     @app.get("/api/v1/storage", tags=["read"], dependencies=[Depends(need_read)])
-    async def storage() -> dict[str, Any]:
+    async def storage() -> Response:
         """The storage breakdown (bytes) and disk trend with its ETA, from the
         storage worker's last sample."""
         doc = snap().storage
         if doc is None:
-            return {"available": False, "reason": "no storage sample yet (the storage worker samples every 300 s)"}
-        return {"available": True, **doc}
+            return _json({"available": False,
+                          "reason": "no storage sample yet (the storage worker samples every 300 s)"})
+        return _json({"available": True, **doc})
 
     @app.get("/api/v1/pool", tags=["read"], dependencies=[Depends(need_read)])
-    async def pool() -> dict[str, Any]:
+    async def pool() -> Response:
         """The container pool: its figures and containers (``configured`` false without ``[pool].image``)."""
-        return ctx.reads.pool(ctx.policy())
+        return _json(ctx.reads.pool(ctx.policy()))
 
     @app.get("/api/v1/samples", tags=["read"], dependencies=[Depends(need_read)])
-    async def samples(window_s: float = Query(3600.0, gt=0, le=3600.0)) -> dict[str, Any]:
+    async def samples(window_s: float = Query(3600.0, gt=0, le=3600.0)) -> Response:
         """Per-service ``[unix_ts, cpu_percent, memory_bytes]`` of the last hour (sparklines)."""
-        return {"window_s": window_s, "samples": ctx.samples.get(window_s)}
+        return _json({"window_s": window_s, "samples": ctx.samples.get(window_s)})
 
     @app.get("/api/v1/events", tags=["read"], dependencies=[Depends(need_read)])
     async def events(after: int | None = Query(None, ge=0, le=MAX_ID, description="Cursor: events with a larger id."),
                since: str | None = Query(None, max_length=64, description="RFC 3339 time."),
                type: str | None = Query(None, max_length=1000, description="Comma-separated event types."),  # noqa: A002
                service: str | None = Query(None, max_length=256),
-               limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+               limit: int = Query(100, ge=1, le=1000)) -> Response:
         """Events, oldest first. Without ``after``: the newest ``limit``. Page with
         ``after=<next_after>`` until ``events`` is empty."""
         ts = None
@@ -275,7 +316,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         else:
             rows = ctx.events.after(after, types=types, service=service, since=ts, limit=limit)
         nxt = rows[-1]["id"] if rows else (after if after is not None else ctx.events.last_id())
-        return {"events": rows, "next_after": nxt}
+        return _json({"events": rows, "next_after": nxt})
 
     @app.get("/api/v1/events/stream", tags=["read"], dependencies=[Depends(need_read)],
              responses={200: {"content": {"text/event-stream": {}}}})
@@ -331,7 +372,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse(res.to_json(), status_code=200 if res.ok else 502)
 
     @app.post("/api/v1/incidents/{incident_id}/ack", tags=["write"], dependencies=[Depends(need_write)])
-    def ack(incident_id: int = PathParam(ge=1, le=MAX_ID)) -> dict[str, Any]:
+    def ack(incident_id: int = PathParam(ge=1, le=MAX_ID)) -> Response:
         """Acknowledge an open incident (no more reminders; it still resolves by itself)."""
         from dockwarden.incidents import IncidentError
         from dockwarden.operator import ack_incident
@@ -340,7 +381,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             inc = ack_incident(ctx.reads.book, ctx.emit, incident_id, by=ActionBy.API)
         except IncidentError as e:
             raise _problem(404 if "no incident" in str(e) else 409, str(e))
-        return {"ok": True, "incident": inc.to_dict()}
+        return _json({"ok": True, "incident": inc.to_dict()})
 
     # ------------------------------------------------------------------ dashboard
 

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import stat
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: The address file in the state dir, read by local CLI commands.
 ADDRESS_FILE = "api.json"
+#: The interpreter's thread switch interval while the API runs, seconds.
+SWITCH_INTERVAL_S = 0.001
 #: Test-only: a file whose existence wedges the reconcile loop (see the module docstring).
 WEDGE_ENV = "DOCKWARDEN_TEST_WEDGE_FILE"
 
@@ -395,6 +398,11 @@ def start_api(view: DaemonView) -> ApiHandle | NullApi:
         view.events.send(Event(type=EventType.API_FAILED, ts=utcnow(), node=view.node, reason=msg,
                                details={"listen": str(listen), "error": str(e.strerror or e)}))
         return NO_API
+    # The HTTP thread must never keep the reconcile loop waiting for the GIL: each
+    # blocking call of a pass (engine, SQLite) hands the GIL back and waits up to
+    # the switch interval to get it again (5 ms by default; measured by
+    # bench/mttr.py --hammer: a busy API slowed crash-to-running by ~60 ms).
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     guard = Guard(listen, write_token, read_token, tuple(policy.api.allowed_hosts))
     handle = ApiHandle(view, listen, sock, guard)
     handle.start()
