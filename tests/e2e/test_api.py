@@ -248,6 +248,14 @@ def test_listen_none_serves_nothing_and_cli_reads_over_the_api(tmp_path, contain
     # The CLI's own status prints the same document shape (issue 9 reads the snapshot).
     local = json.loads(d.cli("status", "--json").stdout)
     assert set(local) <= set(doc) and set(local["services"][0]) == set(doc["services"][0])
+    r = d.cli("--url", url, "events", "--json", "--limit", "3")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(lines) == 3 and all("type" in x and "id" not in x for x in lines)
+    r = d.cli("--url", url, "incidents", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r
+    r = d.cli("--url", url, "drift", "--json")
+    assert r.returncode == 0 and "findings" in json.loads(r.stdout), r
     r = d.cli("--url", url, "stop", "web")
     assert r.returncode == 1 or r.returncode == 2, r  # no token: refused
     assert containers.state("web")["Running"]
