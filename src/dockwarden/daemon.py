@@ -190,7 +190,8 @@ class Daemon:
             self.api = start_api(DaemonView(
                 settings=self.settings, listen=self.listen, resync_s=self.resync_s, node=self.desired_node,
                 policy=lambda: self.reconciler.policy, desired=lambda: self.reconciler.desired,
-                mode=lambda: self.reconciler.mode, ready=lambda: self.ready, events=self.events, workers=self.workers))
+                mode=lambda: self.reconciler.mode, ready=lambda: self.ready, events=self.events, workers=self.workers,
+                world=lambda: self.world if self.world is not None and self.world.engine_ok else None))
             self._loop()
         finally:
             self._shutdown(lock)

@@ -104,7 +104,7 @@ class OperatorResult:
 
 
 def load_context(*, policy: Policy, desired: DesiredState, name: str, store: Store, emit: Callable[[Event], Any],
-                 client: Any, by: ActionBy) -> OperatorContext:
+                 client: Any, by: ActionBy, world: WorldState | None = None) -> OperatorContext:
     """Observe the engine's containers (no stats) and resolve the service.
 
     Args:
@@ -112,16 +112,21 @@ def load_context(*, policy: Policy, desired: DesiredState, name: str, store: Sto
         name: the service name.
         store: the SQLite store.
         emit: records an event.
-        client: a docker client.
+        client: a docker client (None with ``world``: pause/resume need no engine).
         by: ``ActionBy.CLI`` or ``ActionBy.API``.
+        world: an observation to resolve the service from instead of observing
+            (the daemon's last one, for pause/resume, which change only the guard).
     Raises:
         OperatorError: code 3 when the engine does not answer, code 2 for an
             unknown service (the message lists the tracked ones).
     """
-    try:
-        containers = ContainerObserver(client, stats="none").observe(with_stats=False)
-    except ENGINE_ERRORS as e:
-        raise OperatorError(f"Docker engine unreachable: {e}", 3) from e
+    if world is not None:
+        containers = list(world.containers)
+    else:
+        try:
+            containers = ContainerObserver(client, stats="none").observe(with_stats=False)
+        except ENGINE_ERRORS as e:
+            raise OperatorError(f"Docker engine unreachable: {e}", 3) from e
     merged, _ = merge_labelled(desired, containers)
     spec = merged.services.get(name)
     if spec is None:

@@ -73,6 +73,7 @@ class ApiContext:
         desired: the inventory's desired state in force.
         emit: records an event (the daemon's ``EventLog.send``).
         docker_client: returns a docker client (made on first use) for writes.
+        world: the daemon's last observed world state (pause/resume resolve from it), or None.
         cors_origins: origins allowed by CORS (empty: no CORS).
     """
 
@@ -91,6 +92,7 @@ class ApiContext:
     desired: Callable[[], DesiredState]
     emit: Callable[[Event], Any]
     docker_client: Callable[[], Any]
+    world: Callable[[], Any] = lambda: None
     cors_origins: tuple[str, ...] = ()
     write_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -362,8 +364,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
               Verb.resume: resume_service}[verb]
         try:
             with ctx.write_lock:  # one operator command at a time, like one person at a shell
+                guard_only = verb in (Verb.pause, Verb.resume)
+                world = ctx.world() if guard_only else None  # the guard alone needs no fresh observation
                 octx = load_context(policy=ctx.policy(), desired=ctx.desired(), name=name, store=ctx.reads.store,
-                                    emit=ctx.emit, client=ctx.docker_client(), by=ActionBy.API)
+                                    emit=ctx.emit, client=None if world is not None else ctx.docker_client(),
+                                    by=ActionBy.API, world=world)
                 res = fn(octx)
         except OperatorError as e:
             raise _problem(404 if e.code == 2 else 503, str(e))

@@ -150,6 +150,7 @@ class DaemonView:
         ready: True once ``daemon_ready`` was emitted.
         events: the daemon's event log (the API records through it and subscribes to it).
         workers: the daemon's background workers (the storage worker's last report).
+        world: the daemon's last observed world state (when the engine answered), or None.
     """
 
     settings: Settings
@@ -162,6 +163,7 @@ class DaemonView:
     ready: Callable[[], bool]
     events: EventLog
     workers: Sequence[Any] = ()
+    world: Callable[[], Any] = lambda: None
 
 
 class NullApi:
@@ -277,7 +279,8 @@ class ApiHandle:
             guard=self.guard, snapshots=self.snapshots, samples=self.samples, metrics=self.metrics, bus=self.bus,
             events=EventReader(self.db_path), reads=self.reads, node=view.node, resync_s=view.resync_s,
             heartbeat=lambda: self.heartbeat, ready=view.ready, policy=view.policy, desired=view.desired,
-            emit=view.events.send, docker_client=self._docker, cors_origins=tuple(view.policy().api.cors_origins))
+            emit=view.events.send, docker_client=self._docker, world=view.world,
+            cors_origins=tuple(view.policy().api.cors_origins))
         return create_app(self.ctx)
 
     def _figures(self) -> dict[str, Any]:
