@@ -271,3 +271,36 @@ def test_listen_none_serves_nothing_and_cli_reads_over_the_api(tmp_path, contain
     d2 = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY), extra=["--listen", "none"]).start()
     assert not (d2.state_dir / "api.json").exists()
     assert not any(e["type"] == "api_listening" for e in d2.events()[n:])
+
+
+def test_unix_socket_listener_and_a_port_in_use(tmp_path, containers, daemon_factory):
+    import socket
+
+    containers.run("web", ["sleep", "100000"])
+    inv = write_inventory(tmp_path / "inv", [{"name": "web", "container": containers.name("web")}])
+    sock_path = tmp_path / "dw.sock"
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY),
+                       extra=["--listen", f"unix:{sock_path}"]).start()
+    assert d.api_url() == f"unix:{sock_path}"
+    assert stat.S_IMODE(sock_path.stat().st_mode) == 0o600
+    r = d.cli("--url", f"unix:{sock_path}", "status", "--json")  # reads open on a unix socket
+    assert r.returncode == 0 and json.loads(r.stdout)["services"][0]["name"] == "web", r.stderr
+    r = d.cli("--url", f"unix:{sock_path}", "pause", "web")
+    assert r.returncode != 0, r  # writes still need the token
+    r = d.cli("--url", f"unix:{sock_path}", "--token", d.api_token(), "pause", "web")
+    assert r.returncode == 0 and "paused" in r.stdout, r.stderr
+    d.stop()
+    assert not sock_path.exists() and not (d.state_dir / "api.json").exists()
+
+    # A port someone else holds: the daemon supervises anyway and says why the API is off.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        n = len(d.events())
+        d2 = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY),
+                            extra=["--listen", f"127.0.0.1:{port}"]).start()
+        failed = d2.wait_event(lambda e: e["type"] == "api_failed", after=n)
+        assert str(port) in failed["reason"] and "supervision goes on" in failed["reason"]
+        assert not (d2.state_dir / "api.json").exists()
+        d2.wait_event(lambda e: e["type"] == "daemon_ready", after=n)
