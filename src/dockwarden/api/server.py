@@ -38,6 +38,7 @@ from dockwarden.config_api import ListenAddress, parse_listen
 from dockwarden.incidents import IncidentBook
 from dockwarden.model import DesiredState, Event, EventType, Mode, rfc3339, utcnow
 from dockwarden.sinks.events import EventLog
+from dockwarden.sinks.notify import Outbox
 from dockwarden.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,15 +67,11 @@ def _trim_heap() -> None:
         pass
 
 
-def small_cache(db: Any) -> None:
-    """Shrink one connection's page cache to :data:`API_DB_CACHE_KIB`."""
-    db.execute(f"PRAGMA cache_size = -{int(API_DB_CACHE_KIB)}")  # an int constant, not input
-
-
 class Reads:
     """The API's own database handles (separate connections from the loop's,
     so a request never waits on the loop's lock): the core store (for
-    operator writes too), incidents, the outbox count and the pool.
+    operator writes too), incidents, the notification outbox and the pool,
+    each through its own module's public methods.
 
     Args:
         db_path: ``<state-dir>/dockwarden.db``.
@@ -82,59 +79,55 @@ class Reads:
     """
 
     def __init__(self, db_path: Path, node: str):
-        self.db_path = db_path
+        self.db_path = Path(db_path)
         self.store = Store(db_path)
         self.book = IncidentBook(db_path, node)
-        for db in (self.store, self.book):
-            with db._lock:
-                small_cache(db._db)
+        self.outbox = Outbox(db_path)
+        for db in (self.store, self.book, self.outbox):
+            db.set_cache_kib(API_DB_CACHE_KIB)
         self._pool: Any = None
 
     def close(self) -> None:
-        for db in (self.store, self.book, self._pool):
+        for db in (self.store, self.book, self.outbox, self._pool):
             if db is not None:
                 db.close()
 
     def incidents(self, *, include_resolved: bool, limit: int) -> list:
         return self.book.list(include_resolved=include_resolved, limit=limit)
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self, policy: Policy) -> dict[str, Any]:
         """Scrape-time figures: open incidents by priority, the notification
         queue (count, oldest age in seconds), pool containers by state."""
         out: dict[str, Any] = {"incidents_open": {}}
         for inc in self.book.active().values():
             out["incidents_open"][inc.priority] = out["incidents_open"].get(inc.priority, 0) + 1
-        rows = self.store._q("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE state = 'pending'")
-        n, oldest = (rows[0]["n"], rows[0]["oldest"]) if rows else (0, None)
-        out["notifications_queued"] = n or 0
-        if oldest:
-            from dockwarden.model import parse_time
-
-            t = parse_time(oldest)
-            out["notifications_oldest_age_s"] = max(0.0, (utcnow() - t).total_seconds()) if t else 0.0
-        states = self.store._q("SELECT status, COUNT(*) AS n FROM container_pool GROUP BY status") \
-            if self._has_pool() else []
-        out["pool"] = {r["status"]: r["n"] for r in states}
+        n, oldest = self.outbox.pending_summary()
+        out["notifications_queued"] = n
+        out["notifications_oldest_age_s"] = max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
+        if policy.pool.image:
+            stats = self._pool_db().stats(utcnow())
+            out["pool"] = {k: stats.get(k, 0) for k in ("starting", "healthy", "unhealthy", "rate_limited",
+                                                        "stopping", "failed")}
         return out
 
-    def _has_pool(self) -> bool:
-        rows = self.store._q("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'container_pool'")
-        return bool(rows)
+    def _pool_db(self) -> Any:
+        if self._pool is None:
+            from dockwarden.pool.db import PoolDB
+
+            self._pool = PoolDB(self.db_path)
+            self._pool.set_cache_kib(API_DB_CACHE_KIB)
+        return self._pool
 
     def pool(self, policy: Policy) -> dict[str, Any]:
         """``GET /api/v1/pool``: figures and containers, or ``configured: false``."""
         if not policy.pool.image:
             return {"configured": False, "status": None, "containers": []}
-        if self._pool is None:
-            from dockwarden.pool.db import PoolDB
-
-            self._pool = PoolDB(self.db_path)
         from dockwarden.model import to_jsonable
 
-        s = policy.pool
-        status = {"prefix": s.prefix, "image": s.image, "min": s.min, "max": s.max, **self._pool.stats(utcnow())}
+        s, db = policy.pool, self._pool_db()
+        status = {"prefix": s.prefix, "image": s.image, "min": s.min, "max": s.max, **db.stats(utcnow())}
         return {"configured": True, "status": status,
-                "containers": [{**to_jsonable(c), "busy": c.busy} for c in self._pool.containers()]}
+                "containers": [{**to_jsonable(c), "busy": c.busy} for c in db.containers()]}
 
 
 @dataclass
@@ -284,7 +277,7 @@ class ApiHandle:
         return create_app(self.ctx)
 
     def _figures(self) -> dict[str, Any]:
-        return self.reads.figures()
+        return self.reads.figures(self.view.policy())
 
     def _docker(self) -> Any:
         with self._client_lock:

@@ -120,17 +120,7 @@ class EventReader:
             params.append(since)
         params.append(int(limit))
         sql = "SELECT * FROM events WHERE " + " AND ".join(clauses) + " ORDER BY id LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            try:
-                d["details"] = json.loads(d["details"] or "{}")
-            except ValueError:
-                d["details"] = {}
-            out.append(d)
-        return out
+        return self._rows(sql, params)
 
     def newest(self, *, types: tuple[str, ...] = (), service: str | None = None, since: str | None = None,
                limit: int = 100) -> list[dict[str, Any]]:
@@ -148,6 +138,10 @@ class EventReader:
         params.append(int(limit))
         sql = ("SELECT * FROM (SELECT * FROM events WHERE " + " AND ".join(clauses)
                + " ORDER BY id DESC LIMIT ?) ORDER BY id")
+        return self._rows(sql, params)
+
+    def _rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        """Run one query; rows as dicts with ``details`` parsed (``{}`` when unreadable)."""
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         out = []
