@@ -188,3 +188,78 @@ def test_event_stream_resumes_by_id_and_keeps_alive(tmp_path):
     assert reader.last_id() == 5 and [e["id"] for e in reader.newest(limit=2)] == [4, 5]
     reader.close()
     db.close()
+
+
+def test_sse_drops_a_client_that_stops_reading():
+    from dockwarden.api.sse import SSEResponse
+
+    async def endless(_disconnected):
+        while True:
+            yield b"data: x\n\n"
+
+    sent = []
+
+    async def send(msg):
+        sent.append(msg["type"])
+        if msg["type"] == "http.response.body" and len(sent) > 3:
+            await asyncio.sleep(3600)  # the client's window is full: the write never completes
+
+    async def receive():
+        await asyncio.sleep(3600)  # no disconnect is ever seen
+
+    async def run():
+        t0 = asyncio.get_running_loop().time()
+        await SSEResponse(endless, write_deadline_s=0.2)({"type": "http"}, receive, send)
+        return asyncio.get_running_loop().time() - t0
+
+    took = asyncio.run(asyncio.wait_for(run(), timeout=5))
+    assert took < 2.0 and sent[0] == "http.response.start"
+
+
+def _app(tmp_path, **kw):
+    from fastapi.testclient import TestClient
+
+    from dockwarden.api.app import ApiContext, create_app
+    from dockwarden.config import Policy
+    from dockwarden.model import DesiredState
+    from dockwarden.api.snapshot import SnapshotHolder
+
+    p = tmp_path / "dockwarden.db"
+    if not p.exists():
+        _db(tmp_path, 3)[1].close()
+    guard = Guard(parse_listen("127.0.0.1:9321"), "write-token")
+    ctx = ApiContext(guard=guard, snapshots=SnapshotHolder(), samples=SampleRing(),
+                     metrics=ApiMetrics(snapshot=lambda: None, reads=lambda: {}, resync_s=1.0), bus=EventBus(),
+                     events=EventReader(p), reads=None, node="n", resync_s=1.0, heartbeat=lambda: 0.0,
+                     ready=lambda: False, policy=Policy, desired=lambda: DesiredState("n"), emit=lambda e: None,
+                     docker_client=lambda: None, **kw)
+    return TestClient(create_app(ctx), base_url="http://127.0.0.1:9321")
+
+
+def test_cors_only_when_configured(tmp_path):
+    plain = _app(tmp_path)
+    r = plain.get("/api/v1/events", headers={"Origin": "https://ops.example"})
+    assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+    cors = _app(tmp_path, cors_origins=("https://ops.example",))
+    r = cors.get("/api/v1/events", headers={"Origin": "https://ops.example"})
+    assert r.headers["access-control-allow-origin"] == "https://ops.example"
+    r = cors.get("/api/v1/events", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+    r = cors.options("/api/v1/services/x/stop", headers={"Origin": "https://ops.example",
+                                                           "Access-Control-Request-Method": "POST",
+                                                           "Access-Control-Request-Headers": "authorization"})
+    assert r.status_code == 200 and "authorization" in r.headers["access-control-allow-headers"].lower()
+
+
+def test_app_without_a_pass_yet(tmp_path):
+    c = _app(tmp_path)
+    assert c.get("/api/v1/status").status_code == 503  # no snapshot yet
+    assert c.get("/readyz").status_code == 503
+    h = c.get("/healthz")
+    assert h.status_code == 503 and "no pass yet" in h.json()["problems"]
+    assert c.get("/api/v1/events?limit=2").json()["next_after"] == 3
+    assert c.get("/api/v1/events?since=yesterday").status_code == 422
+    assert c.get("/", headers={"Host": "evil.example:9321"}).status_code == 421
+    page = c.get("/")
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+    assert c.get("/static/app.js").status_code == 200 and c.get("/static/../app.py").status_code == 404
