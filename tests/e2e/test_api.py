@@ -301,6 +301,6 @@ def test_unix_socket_listener_and_a_port_in_use(tmp_path, containers, daemon_fac
         d2 = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY),
                             extra=["--listen", f"127.0.0.1:{port}"]).start()
         failed = d2.wait_event(lambda e: e["type"] == "api_failed", after=n)
-        assert str(port) in failed["reason"] and "supervision goes on" in failed["reason"]
+        assert f"cannot listen on 127.0.0.1:{port}" in failed["reason"] and "supervision goes on" in failed["reason"]
         assert not (d2.state_dir / "api.json").exists()
         d2.wait_event(lambda e: e["type"] == "daemon_ready", after=n)

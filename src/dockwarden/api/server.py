@@ -367,6 +367,15 @@ class ApiHandle:
         self.reads.close()
 
 
+def _failed(view: DaemonView, listen: ListenAddress, what: str, e: OSError) -> NullApi:
+    """Report that the API is off (log and ``api_failed``); supervision goes on."""
+    msg = f"the HTTP API is off: {what}: {e.strerror or e}; supervision goes on without it"
+    log.error(msg)
+    view.events.send(Event(type=EventType.API_FAILED, ts=utcnow(), node=view.node, reason=msg,
+                           details={"listen": str(listen), "error": str(e.strerror or e)}))
+    return NO_API
+
+
 def start_api(view: DaemonView) -> ApiHandle | NullApi:
     """Start the API for a daemon (after its setup), or return :data:`NO_API`
     for ``none``. A listener that cannot be opened is reported (log and an
@@ -385,15 +394,14 @@ def start_api(view: DaemonView) -> ApiHandle | NullApi:
     if listen.kind == "none":
         return NO_API
     read_token = read_token_file(policy.api.read_token_file)
-    write_token = ensure_write_token(view.settings.state_dir)
+    try:
+        write_token = ensure_write_token(view.settings.state_dir)
+    except OSError as e:  # e.g. the state dir's disk is full at start
+        return _failed(view, listen, f"cannot write {view.settings.state_dir / 'api-token'}", e)
     try:
         sock, listen = bind(listen)
     except OSError as e:
-        msg = f"the HTTP API cannot listen on {listen}: {e.strerror or e}; supervision goes on without it"
-        log.error(msg)
-        view.events.send(Event(type=EventType.API_FAILED, ts=utcnow(), node=view.node, reason=msg,
-                               details={"listen": str(listen), "error": str(e.strerror or e)}))
-        return NO_API
+        return _failed(view, listen, f"cannot listen on {listen}", e)
     # The HTTP thread must never keep the reconcile loop waiting for the GIL: each
     # blocking call of a pass (engine, SQLite) hands the GIL back and waits up to
     # the switch interval to get it again (5 ms by default; measured by
@@ -402,7 +410,10 @@ def start_api(view: DaemonView) -> ApiHandle | NullApi:
     guard = Guard(listen, write_token, read_token, tuple(policy.api.allowed_hosts))
     handle = ApiHandle(view, listen, sock, guard)
     handle.start()
-    write_address(view.settings.state_dir, listen)
+    try:
+        write_address(view.settings.state_dir, listen)
+    except OSError as e:  # the API serves; only `--url local` cannot find it
+        log.error("api: cannot write %s: %s", view.settings.state_dir / ADDRESS_FILE, e)
     open_reads = "reads open (loopback)" if listen.loopback else "reads need a token"
     view.events.send(Event(type=EventType.API_LISTENING, ts=utcnow(), node=view.node,
                            reason=f"HTTP API, metrics and dashboard on {handle.url} ({open_reads}; writes need "
