@@ -12,7 +12,7 @@ from typing import Annotated, Callable
 import typer
 
 from dockwarden import cli_remote
-from dockwarden.cli_common import InventoryOpt, NodeOpt, PolicyOpt, StateDirOpt, err, fail, out, settings_from
+from dockwarden.cli_common import InventoryOpt, NodeOpt, PolicyOpt, StateDirOpt, err, fail, settings_from
 from dockwarden.config import ConfigError, Settings, load_policy
 from dockwarden.inventory import load_inventory
 from dockwarden.store import Store, StoreError
