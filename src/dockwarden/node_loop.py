@@ -753,7 +753,6 @@ class NodeLoop:
             api.publish(result, time.monotonic() - t0, self.passes)  # swap in the API's snapshot
         self.status_doc = status_document(result.evaluation, daemon_running=True, written_by="daemon",
                                           stale_after_s=max(3 * self.resync_s, 10.0))
-        self.status_doc["node_state"] = self.health.state.value
         try:  # what `status` and `drift` show while the daemon runs: after every pass
             if self.shared.fleet is not None:
                 self.shared.fleet.publish_status()
