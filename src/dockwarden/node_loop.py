@@ -306,10 +306,17 @@ class NodeLoop:
                     reconnect_attempt += 1
                     reconnect_at = time.monotonic() + exponential_delay_s(
                         reconnect_attempt, RECONNECT_INITIAL_S, RECONNECT_MAX_S)
-            deadlines = [next_resync]
-            for d in (requeue_at, retry_at, reconnect_at if self.client is None else None):
-                if d is not None:
-                    deadlines.append(d)
+            if self.client is None:
+                # Away: wake for the next reconnect attempt (the watch wakes us as soon as
+                # the engine answers) and, offline, to record the standing finding again.
+                deadlines = [reconnect_at]
+                if self.health.state is NodeState.OFFLINE:
+                    deadlines.append(self.last_pass_monotonic + self.resync_s)
+            else:
+                deadlines = [next_resync]
+                for d in (requeue_at, retry_at):
+                    if d is not None:
+                        deadlines.append(d)
             check = next_check_s(self.health, now=utcnow(), offline_after_s=self.node_cfg.offline_after_s)
             if check is not None:
                 deadlines.append(time.monotonic() + check + 0.01)

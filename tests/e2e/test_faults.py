@@ -185,3 +185,22 @@ def test_full_state_disk_is_survived(tmp_path, small_fs, containers, daemon_fact
         n = db.execute("SELECT COUNT(*) FROM events WHERE type = 'recovered' AND service = 'web'").fetchone()[0]
     assert n >= 2
     assert d.proc.poll() is None
+
+
+def test_no_engine_at_all_idles_and_waits(tmp_path, daemon_factory, monkeypatch):
+    """The engine unreachable from the start (a docker restart under systemd): the
+    daemon reports it and waits for it, without spinning (a loop with a deadline in
+    the past once burnt a whole core here)."""
+    import psutil
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    inv = write_inventory(tmp_path / "inv", [])
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1, ready=False)
+    d.wait_event(lambda e: e["type"] == "engine_lost", timeout=20)
+    proc = psutil.Process(d.proc.pid)
+    c0 = proc.cpu_times()
+    time.sleep(5)  # measuring CPU time used over a window, not waiting for a state
+    c1 = proc.cpu_times()
+    used = (c1.user + c1.system) - (c0.user + c0.system)
+    assert used < 1.5, f"the daemon used {used:.2f} s of CPU in 5 s with no engine: it spins"
+    assert d.proc.poll() is None
