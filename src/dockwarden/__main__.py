@@ -1,3 +1,4 @@
-from dockwarden.cli import app
+from dockwarden.entry import main
 
-app(prog_name="dockwarden")
+if __name__ == "__main__":
+    raise SystemExit(main())

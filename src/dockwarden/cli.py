@@ -15,21 +15,33 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from dockwarden import __version__, cli_operator, cli_status
 from dockwarden.cli_common import (InventoryOpt, JsonOpt, ModeOpt, NodeOpt, PolicyOpt, StateDirOpt, echo_event, fail,
                                    out, parse_since, settings_from)
-from dockwarden.config import ConfigError, Settings, load_policy
 from dockwarden.private import private_umask
-from dockwarden.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from dockwarden.settings import Settings
+
+# Only light modules at the top of the command modules (typer, rich.console, the
+# model's enums): each command imports what it needs (config, store, docker, ...)
+# in its body, so `--help` answers at once (issue 9). tests/unit/test_cli_imports.py
+# fails when a heavy module is imported with dockwarden.cli.
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="dockwarden: keeps a Docker host in its desired state, and says so when it can't.")
 inventory_app = typer.Typer(no_args_is_help=True, help="Work with inventories (hosts/<node>/services.yaml).")
 app.add_typer(inventory_app, name="inventory")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(__version__)
+        raise typer.Exit()
 
 
 @app.callback()
@@ -41,6 +53,8 @@ def _global_options(
     token: Annotated[Optional[str], typer.Option(
         "--token", envvar="DOCKWARDEN_TOKEN",
         help="Bearer token for --url (the write token for operator commands).")] = None,
+    _version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version, help="Print the version and exit.")] = False,
 ) -> None:
     """dockwarden: keeps a Docker host in its desired state, and says so when it can't."""
     from dockwarden import cli_remote
@@ -61,19 +75,22 @@ from dockwarden import cli_notify  # noqa: E402
 app.command("incidents")(cli_notify.incidents)
 app.command("ack")(cli_notify.ack)
 app.add_typer(cli_notify.notify_app, name="notify")
-from dockwarden.cli_pool import app as pool_app, pool_workers  # noqa: E402
+from dockwarden.cli_pool import app as pool_app  # noqa: E402
 app.add_typer(pool_app, name="pool")
 from dockwarden import cli_storage  # noqa: E402
 cli_storage.register(app)  # storage [--json], prune [--dry-run], journal [--date]
 from dockwarden import cli_doctor, cli_inventory  # noqa: E402
 inventory_app.command("init")(cli_inventory.init)
 app.command("doctor")(cli_doctor.doctor)
-from dockwarden.retention import RetentionWorker  # noqa: E402
 
 
 def daemon_workers(s: Settings) -> list:
     """The background workers `dockwarden run` starts beside the reconcile loop
-    (see dockwarden.worker); features add theirs here, one line each."""
+    (see dockwarden.worker); features add theirs here, one line each. Only `run`
+    needs them: imported here, not with the CLI."""
+    from dockwarden.cli_pool import pool_workers
+    from dockwarden.retention import RetentionWorker
+
     workers: list = []
     workers += pool_workers(s)  # the container pool, when the policy sets [pool].image
     workers.append(cli_storage.storage_worker())  # storage samples, trends, disk-pressure recipe, housekeeping, journal
@@ -101,8 +118,10 @@ def run(
              "policy \\[api] listen; 127.0.0.1:9321].")] = None,
 ) -> None:
     """Supervise the host in the foreground: events + resync -> reconcile -> act; serves the HTTP API."""
+    from dockwarden.config import ConfigError
     from dockwarden.daemon import Daemon
     from dockwarden.lock import AlreadyRunning
+    from dockwarden.store import StoreError
 
     _setup_logging(verbose)
     import os
@@ -149,6 +168,7 @@ def events(
     ``--since`` older than the database's oldest event.
     """
     from dockwarden.sinks.events import oldest_event_time, oldest_stored_event, read_events
+    from dockwarden.store import Store, StoreError
 
     s = settings_from(inventory, state_dir, policy, node)
     since_ts = parse_since(since)
@@ -210,6 +230,7 @@ def inventory_validate(
     inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
 ) -> None:
     """Validate an inventory (every node) and the policy file, if one is given. Exit 1 when invalid."""
+    from dockwarden.config import ConfigError, load_policy
     from dockwarden.inventory import inventory_files, parse_services_file
 
     s = settings_from(inventory, state_dir, policy, node)

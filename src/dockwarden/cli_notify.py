@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from dockwarden.cli_common import InventoryOpt, JsonOpt, NodeOpt, PolicyOpt, StateDirOpt, fail, out
+from dockwarden.settings import Settings
 
-from dockwarden.config import ConfigError, Settings, load_policy
-from dockwarden.incidents import IncidentBook, IncidentError
-from dockwarden.inventory import load_inventory
-from dockwarden.model import Event, EventType, utcnow
-from dockwarden.sinks.events import EventLog
-from dockwarden.sinks.notify import send_test_messages
-from dockwarden.store import Store, StoreError
+if TYPE_CHECKING:
+    from dockwarden.incidents import IncidentBook
 
 notify_app = typer.Typer(no_args_is_help=True, help="Notification channels (the notify.channel tables of the policy).")
 
 
 def _book(inventory, state_dir, policy, node) -> tuple[Settings, IncidentBook]:
+    from dockwarden.config import ConfigError
+    from dockwarden.incidents import IncidentBook
+    from dockwarden.inventory import load_inventory
+    from dockwarden.store import Store, StoreError
+
     s = Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node)
     try:
         desired = load_inventory(s.inventory, s.node)
@@ -38,6 +38,8 @@ def incidents(
     as_json: JsonOpt = False,
 ) -> None:
     """Open (and acknowledged) incidents, newest first; --all adds resolved ones."""
+    from rich.table import Table
+
     from dockwarden import cli_remote
     from dockwarden.incidents import Incident
     from dockwarden.model import parse_time
@@ -77,15 +79,19 @@ def ack(
 ) -> None:
     """Acknowledge an open incident: no more reminders; it still resolves by itself."""
     from dockwarden import cli_remote
+    from dockwarden.api.client import ApiError
+    from dockwarden.incidents import IncidentError
     from dockwarden.model import ActionBy
     from dockwarden.operator import ack_incident
+    from dockwarden.sinks.events import EventLog
+    from dockwarden.store import Store
 
     remote = cli_remote.target(Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node),
                                for_write=True)
     if remote is not None:
         try:
             doc = remote.client.post(f"/api/v1/incidents/{incident_id}/ack")["incident"]
-        except cli_remote.ApiError as e:
+        except ApiError as e:
             fail(str(e), 1 if e.status in (404, 409) else 3)
             return
         out.print(f"incident #{doc['id']} ({doc['subject']} {doc['kind']}) acknowledged")
@@ -107,6 +113,9 @@ def notify_test(
     as_json: JsonOpt = False,
 ) -> None:
     """Send a test message to each channel now and say which delivered (exit 1 if any failed)."""
+    from dockwarden.config import ConfigError, load_policy
+    from dockwarden.sinks.notify import send_test_messages
+
     s = Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node)
     try:
         pol = load_policy(s.policy_path)

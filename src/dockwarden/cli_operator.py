@@ -7,15 +7,15 @@ sent to a daemon's HTTP API instead (``cli_remote``).
 
 from __future__ import annotations
 
-from typing import Annotated, Callable
+from typing import TYPE_CHECKING, Annotated, Callable
 
 import typer
 
 from dockwarden import cli_remote
 from dockwarden.cli_common import InventoryOpt, NodeOpt, PolicyOpt, StateDirOpt, err, fail, settings_from
-from dockwarden.config import ConfigError, Settings, load_policy
-from dockwarden.inventory import load_inventory
-from dockwarden.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from dockwarden.settings import Settings
 
 
 def _run(verb: str, service: str, s: Settings) -> None:
@@ -25,11 +25,14 @@ def _run(verb: str, service: str, s: Settings) -> None:
     if remote is not None:
         cli_remote.operator_command(remote, verb, service)
         return
+    from dockwarden.config import ConfigError, load_policy
+    from dockwarden.inventory import load_inventory
     from dockwarden.model import ActionBy
     from dockwarden.observe.docker import ENGINE_ERRORS, connect
     from dockwarden.operator import (OperatorError, load_context, pause_service, resume_service, start_service,
                                      stop_service)
     from dockwarden.sinks.events import EventLog
+    from dockwarden.store import Store, StoreError
 
     commands: dict[str, Callable] = {"stop": stop_service, "start": start_service, "pause": pause_service,
                                      "resume": resume_service}

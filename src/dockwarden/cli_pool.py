@@ -15,22 +15,18 @@ the database failed. ``dispatch`` exits with the command's own exit code, or
 from __future__ import annotations
 
 import json
-import shlex
-import socket
-import sqlite3
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
-from pydantic import ValidationError
-from rich.table import Table
 
 from dockwarden.cli_common import JsonOpt, NodeOpt, StateDirOpt, err, out
-from dockwarden.config import ConfigError, Settings, format_validation_error, load_policy
-from dockwarden.config_pool import PoolSettings
 from dockwarden.model import to_jsonable
-from dockwarden.store import Store, StoreError
+from dockwarden.settings import Settings
+
+if TYPE_CHECKING:
+    from dockwarden.config_pool import PoolSettings
 
 app = typer.Typer(no_args_is_help=True, help="The container pool: worker containers, tasks dispatched to them.")
 InventoryOpt = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory \\[env DOCKWARDEN_INVENTORY]; gives the node name.")]
@@ -49,9 +45,12 @@ def pool_workers(settings: Settings) -> list:
 
 def _node(s: Settings) -> str:
     """``--node``, else the inventory's node (its only one), else the hostname."""
+    import socket
+
     if s.node:
         return s.node
     if s.inventory is not None:
+        from dockwarden.config import ConfigError
         from dockwarden.inventory import load_inventory
 
         try:
@@ -63,8 +62,10 @@ def _node(s: Settings) -> str:
 
 def _open(state_dir, inventory, policy, node, settings: PoolSettings | None = None):
     """The pool of these settings, its events going to ``events.jsonl`` and SQLite."""
+    from dockwarden.config import load_policy
     from dockwarden.pool.manager import Pool
     from dockwarden.sinks.events import EventLog
+    from dockwarden.store import Store
 
     s = Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node)
     pool_settings = settings or load_policy(s.policy_path).pool
@@ -74,7 +75,11 @@ def _open(state_dir, inventory, policy, node, settings: PoolSettings | None = No
 
 def _call(as_json: bool, fn: Callable[[], Any], render: Callable[[Any], None], *, refused_if_none: str = "") -> None:
     """Run ``fn``, print its result (JSON or ``render``), map errors to exit codes."""
+    import sqlite3
+
+    from dockwarden.config import ConfigError
     from dockwarden.pool.errors import PoolError
+    from dockwarden.store import StoreError
 
     try:
         result = fn()
@@ -126,6 +131,13 @@ def _overridden(base: PoolSettings, **flags: Any) -> PoolSettings:
 
     Exits 2 naming the field when a value is invalid.
     """
+    import shlex
+
+    from pydantic import ValidationError
+
+    from dockwarden.config import format_validation_error
+    from dockwarden.config_pool import PoolSettings
+
     data = base.model_dump()
     for key, value in flags.items():
         if value is None or value == [] or value == {}:
@@ -230,6 +242,8 @@ def list_(
 ) -> None:
     """The pool's containers."""
     def render(cs) -> None:
+        from rich.table import Table
+
         t = Table(title=f"pool ({len(cs)})", title_justify="left")
         t.add_column("name", no_wrap=True)
         for col in ("status", "busy", "dispatches", "last dispatch", "rate limit until", "host", "error"):
@@ -339,7 +353,11 @@ def dispatch(
 ) -> None:
     """Select a container, run CMD in it (docker exec), stream its output, record the outcome.
     Exits with CMD's exit code (125: could not run it). With --json the output is captured into the JSON."""
+    import sqlite3
+
+    from dockwarden.config import ConfigError
     from dockwarden.pool.errors import PoolError
+    from dockwarden.store import StoreError
 
     captured: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
 

@@ -16,13 +16,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import typer
 
-from dockwarden.api.client import ApiClient, ApiError
 from dockwarden.cli_common import err, fail, out
-from dockwarden.config import Settings
+
+if TYPE_CHECKING:
+    from dockwarden.api.client import ApiClient
+    from dockwarden.settings import Settings
 
 #: Set by the app's callback from ``--url``/``--token`` (environment as fallback).
 GLOBAL: dict[str, str | None] = {"url": None, "token": None}
@@ -60,11 +63,15 @@ def target(s: Settings, *, for_write: bool = False) -> Remote | None:
         if found is None:
             fail(f"--url local: no {Path(s.state_dir) / 'api.json'}; is `dockwarden run` serving the API?", 2)
         url, token = found, token or file_token
+    from dockwarden.api.client import ApiClient
+
     return Remote(ApiClient(url, token))
 
 
 def get(remote: Remote, path: str, **params):
     """GET a document; exits 3 when the daemon does not answer, 2 on 4xx."""
+    from dockwarden.api.client import ApiError
+
     try:
         return remote.client.get(path, **params)
     except ApiError as e:
@@ -73,6 +80,8 @@ def get(remote: Remote, path: str, **params):
 
 def operator_command(remote: Remote, verb: str, service: str) -> None:
     """POST an operator command and render its result like the local command."""
+    from dockwarden.api.client import ApiError
+
     try:
         res = remote.client.post(f"/api/v1/services/{quote(service, safe='')}/{verb}")
     except ApiError as e:
@@ -95,6 +104,7 @@ def render_result(res: dict) -> None:
 def events(remote: Remote, *, since, service: str | None, limit: int, follow: bool, as_json: bool) -> None:
     """``events [--follow]`` over the API: a page of events, then (``--follow``)
     the SSE stream from the last id shown. Ctrl-C ends it."""
+    from dockwarden.api.client import ApiError
     from dockwarden.cli_common import echo_event
     from dockwarden.model import rfc3339
 

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from dockwarden.cli_common import (SUMMARY_STYLES, InventoryOpt, JsonOpt, ModeOpt, NodeOpt, PolicyOpt, StateDirOpt,
                                    err, fail, human_bytes, out, settings_from)
-from dockwarden.config import ConfigError, Settings, load_policy
-from dockwarden.inventory import load_inventory
 from dockwarden.model import Mode, utcnow
-from dockwarden.sinks.events import EventLog
-from dockwarden.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from dockwarden.settings import Settings
+    from dockwarden.store import Store
 
 
 def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
     """Observe once and evaluate; with ``act`` also record and execute (needs the lock)."""
+    from dockwarden.config import load_policy
+    from dockwarden.inventory import load_inventory
     from dockwarden.lock import AlreadyRunning, acquire_lock
     from dockwarden.execute import Executor
     from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
@@ -28,6 +28,8 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
     from dockwarden.observe.world import observe_world, write_world
     from dockwarden.pipeline import Reconciler
     from dockwarden.model import WorldState
+    from dockwarden.sinks.events import EventLog
+    from dockwarden.store import Store
 
     pol = load_policy(s.policy_path)
     desired = load_inventory(s.inventory, s.node)
@@ -89,6 +91,7 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
 def _evaluation_json(ev, s: Settings, store: Store, *, mode: Mode | None = None, policy=None) -> dict[str, Any]:
     """The status document (``report.status_document``: the same document the
     daemon's status.json and ``GET /api/v1/status`` hold)."""
+    from dockwarden.config import load_policy
     from dockwarden.lock import lock_held
     from dockwarden.report import status_document
 
@@ -122,6 +125,9 @@ def _render_status(data: dict[str, Any], *, show_all: bool = False) -> None:
     (``show_all``: every service). A Rich table on a terminal; plain columns,
     never truncated, when stdout is a pipe or a file (issue 9: readable at scale)."""
     import sys
+
+    from rich.table import Table
+    from rich.text import Text
 
     summ = data["summary"]
     src = " (from the running daemon's last pass)" if data.get("source") == "daemon" else ""
@@ -181,6 +187,8 @@ def _render_status(data: dict[str, Any], *, show_all: bool = False) -> None:
 
 
 def _render_drift(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
     if not data["findings"]:
         out.print(f"[green]no drift[/] ({data['summary']})")
         return
@@ -201,6 +209,9 @@ def once(
     mode: ModeOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """One reconcile pass. Exit code: 0 nominal, 1 degraded/reconciling, 2 unstable, 3 could not check."""
+    from dockwarden.config import ConfigError
+    from dockwarden.store import StoreError
+
     s = settings_from(inventory, state_dir, policy, node)
     try:
         ev, store = _evaluate(s, mode=mode, act=True)
@@ -235,6 +246,9 @@ def _look(inventory, state_dir, policy, node, fresh: bool = False) -> dict[str, 
             doc = read_fresh(s.state_dir)
             if doc is not None:
                 return _with_recorded_intents(doc, s)
+    from dockwarden.config import ConfigError  # only now: the paths above need no pydantic models
+    from dockwarden.store import StoreError
+
     try:
         ev, store = _evaluate(s, mode=None, act=False)
     except (ConfigError, StoreError) as e:
@@ -245,6 +259,8 @@ def _look(inventory, state_dir, policy, node, fresh: bool = False) -> dict[str, 
 def _with_recorded_intents(doc: dict[str, Any], s: Settings) -> dict[str, Any]:
     """The daemon's document with the intents recorded since its last pass (a
     `dockwarden stop` a moment ago shows at once)."""
+    from dockwarden.store import Store, StoreError
+
     if "nodes" in doc:
         for d in doc["nodes"]:
             _with_recorded_intents(d, s)

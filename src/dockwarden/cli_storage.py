@@ -10,28 +10,20 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta, timezone
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
 from dockwarden.cli_common import (
     InventoryOpt, JsonOpt, NodeOpt, PolicyOpt, StateDirOpt, err, fail as _fail, out, settings_from,
 )
-from dockwarden.config import ConfigError, Policy, Settings, load_policy
-from dockwarden.inventory import load_inventory
 from dockwarden.model import utcnow
-from dockwarden.observe.docker import ENGINE_ERRORS, connect
-from dockwarden.observe.storage import StorageObserver
-from dockwarden.prune import Pruner
-from dockwarden.reconcile.prune_plan import plan_recipe, tiers_needed, volume_advice
-from dockwarden.reconcile.trends import disk_trend
-from dockwarden.reconcile.usage import StorageReport, human_bytes
-from dockwarden.sinks.events import EventLog
-from dockwarden.sinks.journal import Journal
-from dockwarden.storage import StorageMonitor, keep_for_report, run_recipe
-from dockwarden.storage.samples import SampleStore
-from dockwarden.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from dockwarden.config import Policy
+    from dockwarden.reconcile.usage import StorageReport
+    from dockwarden.settings import Settings
+    from dockwarden.storage import StorageMonitor
 
 
 def register(app: typer.Typer) -> None:
@@ -43,10 +35,15 @@ def register(app: typer.Typer) -> None:
 
 def storage_worker() -> StorageMonitor:
     """The storage worker `dockwarden run` starts (``cli.daemon_workers``)."""
+    from dockwarden.storage import StorageMonitor
+
     return StorageMonitor()
 
 
 def _observe(s: Settings, pol: Policy) -> tuple[Any, StorageReport]:
+    from dockwarden.observe.docker import ENGINE_ERRORS, connect
+    from dockwarden.observe.storage import StorageObserver
+
     try:
         client = connect(s.docker_host, timeout_s=pol.storage.df_timeout_s)
     except ENGINE_ERRORS as e:
@@ -59,6 +56,9 @@ def _observe(s: Settings, pol: Policy) -> tuple[Any, StorageReport]:
 
 
 def _trend_json(s: Settings, pol: Policy, report: StorageReport) -> dict[str, Any] | None:
+    from dockwarden.reconcile.trends import disk_trend
+    from dockwarden.storage.samples import SampleStore
+
     db = s.state_dir / "dockwarden.db"
     if report.filesystem is None or not db.exists():
         return None
@@ -73,6 +73,10 @@ def _trend_json(s: Settings, pol: Policy, report: StorageReport) -> dict[str, An
 
 
 def _render(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from dockwarden.reconcile.usage import human_bytes
+
     fs = data["filesystem"]
     where = (f"{fs['path']} on {fs['device']} ({fs['fstype']}, mounted at {fs['mount_point']}): "
              f"{fs['percent']:.1f}% used, {human_bytes(fs['used_bytes'])} of {human_bytes(fs['total_bytes'])}, "
@@ -123,6 +127,9 @@ def storage(
     Also the filesystem holding the Docker root dir, btrfs data/metadata/system and
     subvolumes when it applies, and the growth trend when the daemon stored samples.
     """
+    from dockwarden.config import ConfigError, load_policy
+    from dockwarden.store import StoreError
+
     s = settings_from(inventory, state_dir, policy, node)
     try:
         pol = load_policy(s.policy_path)
@@ -158,6 +165,16 @@ def prune(
     (--all: every tier). Never removes volumes. Exit code 0 when at or below the
     threshold at the end, else 1.
     """
+    from dockwarden.config import ConfigError, load_policy
+    from dockwarden.inventory import load_inventory
+    from dockwarden.observe.storage import StorageObserver
+    from dockwarden.prune import Pruner
+    from dockwarden.reconcile.prune_plan import plan_recipe, tiers_needed, volume_advice
+    from dockwarden.reconcile.usage import human_bytes
+    from dockwarden.sinks.events import EventLog
+    from dockwarden.storage import keep_for_report, run_recipe
+    from dockwarden.store import Store, StoreError
+
     s = settings_from(inventory, state_dir, policy, node)
     try:
         pol = load_policy(s.policy_path)
@@ -224,6 +241,8 @@ def journal(
 
     The file is <state-dir>/journal/YYYY-MM-DD.md, written by `dockwarden run`.
     """
+    from dockwarden.sinks.journal import Journal
+
     s = settings_from(inventory, state_dir, policy, node)
     try:
         d = date.fromisoformat(day) if day else datetime.now(timezone.utc).date()
