@@ -146,6 +146,7 @@ class NodeLoop:
         self._health_lock = threading.Lock()
         self._was_offline = False
         self.last_pass_monotonic = time.monotonic()
+        self.heartbeat_monotonic = time.monotonic()  # issue 12: each round of _loop (the systemd watchdog reads it)
         self.client: Any = None
         self.observer: ContainerObserver | None = None
         self.stream: EventStream | None = None
@@ -283,6 +284,7 @@ class NodeLoop:
         pass_failures = 0
         retry_at: float | None = None
         while not self._stop.is_set():
+            self.heartbeat_monotonic = time.monotonic()  # issue 12: the loop went round
             if self.client is None and time.monotonic() >= reconnect_at:
                 try:
                     connected = self._connect()
