@@ -14,7 +14,14 @@ slow a real crash loop, do not enter the figure; the crashes are spaced
 
 Prints figures; asserts nothing. Targets (issue 2): p50 <= 0.5 s, p95 <= 1 s.
 
-Usage: python bench/mttr.py [--runs 20] [--gap 2.5]
+With ``--hammer N`` (issue 10), N client threads request the daemon's HTTP API
+as fast as they can (``/api/v1/status``, ``/metrics``, ``/api/v1/events``,
+``/api/v1/incidents`` in turn, keep-alive) during every other kill: the run
+makes 2 x ``--runs`` kills, alternating quiet and hammered, so both figures are
+measured under the same machine load (shared machines drift by 50 % between
+runs).
+
+Usage: python bench/mttr.py [--runs 20] [--gap 2.5] [--hammer 0]
 """
 
 from __future__ import annotations
@@ -67,10 +74,68 @@ def wait_running(api, name: str, old_pid: int | None, timeout: float = 30) -> fl
     return None
 
 
+class Hammer:
+    """N threads requesting the API in a loop until :meth:`stop` (bounded by the run)."""
+
+    PATHS = ("/api/v1/status", "/metrics", "/api/v1/events?limit=100", "/api/v1/incidents")
+
+    def __init__(self, address_file: Path, clients: int):
+        import http.client
+        import json
+        import threading
+        from urllib.parse import urlsplit
+
+        deadline = time.monotonic() + 30
+        while not address_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        u = urlsplit(json.loads(address_file.read_text())["url"])
+        self.count, self.errors, self._stop, self._go = 0, 0, threading.Event(), threading.Event()
+        self._busy_s, self._since = 0.0, None
+
+        def run() -> None:
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+            i = 0
+            while not self._stop.is_set():
+                if not self._go.wait(0.2):
+                    continue
+                try:
+                    conn.request("GET", self.PATHS[i % len(self.PATHS)])
+                    r = conn.getresponse()
+                    r.read()
+                    self.count += 1
+                    self.errors += r.status != 200
+                except (OSError, http.client.HTTPException):
+                    self.errors += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+                i += 1
+
+        self.threads = [threading.Thread(target=run, daemon=True) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def active(self, on: bool) -> None:
+        """Start or pause the clients (the time they run is summed for the rate)."""
+        if on and not self._go.is_set():
+            self._since = time.monotonic()
+            self._go.set()
+        elif not on and self._go.is_set():
+            self._go.clear()
+            self._busy_s += time.monotonic() - (self._since or time.monotonic())
+
+    def stop(self) -> tuple[int, int, float]:
+        self.active(False)
+        self._stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        return self.count, self.errors, max(self._busy_s, 1e-9)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--gap", type=float, default=2.5, help="seconds between crashes")
+    ap.add_argument("--hammer", type=int, default=0, help="API client threads requesting during the kills")
     args = ap.parse_args()
 
     client = docker.from_env(timeout=60)
@@ -102,12 +167,18 @@ def main() -> int:
         log = open(tmp / "daemon.log", "wb")
         daemon = subprocess.Popen(
             [sys.executable, "-m", "dockwarden", "run", "--inventory", str(tmp / "inv"), "--policy",
-             str(tmp / "policy.toml"), "--state-dir", str(tmp / "state"), "--resync", "30"],
+             str(tmp / "policy.toml"), "--state-dir", str(tmp / "state"), "--resync", "30",
+             "--listen", "127.0.0.1:0"],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
         time.sleep(3)
+        hammer = Hammer(tmp / "state" / "api.json", args.hammer) if args.hammer else None
         mttr, failures = [], 0
-        for _ in range(args.runs):
+        hammered: list[float] = []
+        for i in range(args.runs * (2 if hammer else 1)):
+            if hammer is not None:
+                hammer.active(i % 2 == 1)
+                time.sleep(0.5)  # let the clients get going (or stop)
             pid = api.inspect_container(name)["State"]["Pid"]
             t0 = time.monotonic()
             os.kill(pid, signal.SIGKILL)
@@ -116,15 +187,39 @@ def main() -> int:
                 failures += 1
                 wait_running(api, name, None, 60)
             else:
-                mttr.append(t1 - t0)
+                (hammered if hammer is not None and i % 2 == 1 else mttr).append(t1 - t0)
             time.sleep(args.gap)
 
+        floor_quiet: list[float] = []
+        floor_hammered: list[float] = []
+        if hammer is not None:
+            # The floor again, alternating quiet and hammered, with the daemon running
+            # (the floor container is untracked): how much the machine itself slows.
+            for i in range(args.runs * 2):
+                hammer.active(i % 2 == 1)
+                time.sleep(0.5)
+                t0 = time.monotonic()
+                api.start(floor_name)
+                t1 = wait_running(api, floor_name, None)
+                (floor_hammered if i % 2 else floor_quiet).append(t1 - t0)
+                api.kill(floor_name)
+                api.wait(floor_name)
+            n, errors, secs = hammer.stop()
         print(f"crash-to-running over {len(mttr)} host kills ({failures} not recovered within 30 s):")
         if mttr:
             print(f"  p50 {statistics.median(mttr):.3f} s   p95 {pct(mttr, 95):.3f} s   "
                   f"min {min(mttr):.3f} s   max {max(mttr):.3f} s")
+        if hammered:
+            print(f"... and over {len(hammered)} kills, alternating with those, while {args.hammer} API clients "
+                  f"hammered ({n} requests, {n / secs:.0f}/s while active, {errors} errors):")
+            print(f"  p50 {statistics.median(hammered):.3f} s   p95 {pct(hammered, 95):.3f} s   "
+                  f"min {min(hammered):.3f} s   max {max(hammered):.3f} s")
         print(f"floor, `docker start` of a stopped container over {len(floor)} runs:")
         print(f"  p50 {statistics.median(floor):.3f} s   p95 {pct(floor, 95):.3f} s")
+        if floor_hammered:
+            print(f"floor with the daemon running, quiet / hammered, alternating, {len(floor_quiet)} each:")
+            print(f"  p50 {statistics.median(floor_quiet):.3f} s / {statistics.median(floor_hammered):.3f} s   "
+                  f"(the machine's own slowdown under the clients' load)")
         print("targets: p50 <= 0.5 s, p95 <= 1 s")
         print(f"daemon log and state: {tmp}")
         return 0

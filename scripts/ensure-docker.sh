@@ -22,6 +22,11 @@ DOCKERD_WAIT_S=${DOCKERD_WAIT_S:-60}
 # scripts/build-real-images.sh), since no image registry is reachable;
 # openssh-server and openssl for the fleet tests (an ssh:// engine endpoint, TLS).
 ENGINE_PKGS=(docker.io busybox-static docker-compose iproute2 btrfs-progs sqlite3 debootstrap openssh-server openssl)
+# The HTTP API's tests (issue 10): a real Prometheus (with promtool, to check
+# examples/prometheus/rules.yml) and Alertmanager on loopback ports, and a
+# headless Chromium driven by selenium through chromedriver for the dashboard
+# (no browser can be downloaded here; Debian's is used).
+API_TEST_PKGS=(prometheus prometheus-alertmanager chromium chromium-driver)
 
 log() { printf 'ensure-docker: %s\n' "$*" >&2; }
 
@@ -66,7 +71,7 @@ MSG
 # openssh-server: the fleet tests' ssh:// engine endpoint (an sshd on a loopback port,
 # tests/support/fleet.py); openssl: TLS checks by hand (the tests make their certificates
 # with the cryptography package).
-TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs debootstrap openssh-server openssl)
+TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs debootstrap openssh-server openssl "${API_TEST_PKGS[@]}")
 
 if engine_ok; then
     if is_root_debian; then
@@ -93,7 +98,7 @@ if ! is_root_debian; then
     cannot_help "no Docker engine answers, and this is not Debian (no /etc/debian_version): install Docker yourself."
 fi
 
-apt_install "${ENGINE_PKGS[@]}"
+apt_install "${ENGINE_PKGS[@]}" "${API_TEST_PKGS[@]}"
 
 # Start dockerd unless one is already starting (pid file of a live process).
 running_pid=""

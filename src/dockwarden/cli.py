@@ -33,10 +33,22 @@ app.add_typer(inventory_app, name="inventory")
 
 
 @app.callback()
-def _private_state() -> None:
+def _global_options(
+    url: Annotated[Optional[str], typer.Option(
+        "--url", envvar="DOCKWARDEN_URL",
+        help="Talk to a daemon's HTTP API (http://HOST:PORT, unix:/path, or 'local': the state dir's daemon) "
+             "for status, drift, events, incidents and the operator commands \\[env DOCKWARDEN_URL].")] = None,
+    token: Annotated[Optional[str], typer.Option(
+        "--token", envvar="DOCKWARDEN_TOKEN",
+        help="Bearer token for --url (the write token for operator commands).")] = None,
+) -> None:
+    """dockwarden: keeps a Docker host in its desired state, and says so when it can't."""
+    from dockwarden import cli_remote
+
     # Runs before every command, `run` included: files and dirs dockwarden creates
     # are 0600/0700 (design.md promise 3; see dockwarden.private).
     private_umask()
+    cli_remote.GLOBAL["url"], cli_remote.GLOBAL["token"] = url, token
 
 
 for _name, _fn in (("once", cli_status.once), ("status", cli_status.status), ("drift", cli_status.drift),
@@ -83,8 +95,12 @@ def run(
     mode: ModeOpt = None,
     resync: Annotated[float, typer.Option("--resync", min=1.0, help="Seconds between full resyncs.")] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    listen: Annotated[Optional[str], typer.Option(
+        "--listen", envvar="DOCKWARDEN_LISTEN",
+        help="HTTP API, metrics and dashboard: HOST:PORT, unix:/path or none \\[env DOCKWARDEN_LISTEN; "
+             "policy \\[api] listen; 127.0.0.1:9321].")] = None,
 ) -> None:
-    """Supervise the host in the foreground: events + resync -> reconcile -> act."""
+    """Supervise the host in the foreground: events + resync -> reconcile -> act; serves the HTTP API."""
     from dockwarden.daemon import Daemon
     from dockwarden.lock import AlreadyRunning
 
@@ -95,7 +111,7 @@ def run(
     s = settings_from(inventory, state_dir, policy, wanted[0] if len(wanted) == 1 and wanted[0] != "all" else None)
     several = len(wanted) > 1 or "all" in wanted
     d = Daemon(s, mode=mode, resync_s=resync, echo=lambda e: echo_event(e.to_dict(), show_node=several),
-               workers=daemon_workers(s), nodes=wanted or None)
+               workers=daemon_workers(s), nodes=wanted or None, listen=listen)
     d.install_signal_handlers()
     out.print(f"[bold]dockwarden {__version__}[/] state dir {s.state_dir}, inventory {s.inventory or '(labels only)'}, "
               f"resync every {resync:g} s. Ctrl-C stops.", highlight=False)
@@ -136,6 +152,12 @@ def events(
 
     s = settings_from(inventory, state_dir, policy, node)
     since_ts = parse_since(since)
+    from dockwarden import cli_remote
+
+    remote = cli_remote.target(s)
+    if remote is not None:
+        cli_remote.events(remote, since=since_ts, service=service, limit=limit, follow=follow, as_json=as_json)
+        return
     try:
         store = Store(s.state_dir / "dockwarden.db")
     except StoreError as e:

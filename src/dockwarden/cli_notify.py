@@ -38,8 +38,23 @@ def incidents(
     as_json: JsonOpt = False,
 ) -> None:
     """Open (and acknowledged) incidents, newest first; --all adds resolved ones."""
-    _, book = _book(inventory, state_dir, policy, node)
-    items = book.list(include_resolved=show_all)
+    from dockwarden import cli_remote
+    from dockwarden.incidents import Incident
+    from dockwarden.model import parse_time
+
+    remote = cli_remote.target(Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node))
+    if remote is not None:
+        docs = cli_remote.get(remote, "/api/v1/incidents", all=str(show_all).lower())["incidents"]
+        if as_json:
+            print(json.dumps(docs, indent=2, default=str))
+            return
+        items = [Incident(id=d["id"], node=d["node"], subject=d["subject"], kind=d["kind"], priority=d["priority"],
+                          state=d["state"], container=d["container"], reason=d["reason"],
+                          opened_at=parse_time(d["opened_at"]), resolved_at=parse_time(d["resolved_at"]))
+                 for d in docs]
+    else:
+        _, book = _book(inventory, state_dir, policy, node)
+        items = book.list(include_resolved=show_all)
     if as_json:
         print(json.dumps([i.to_dict() for i in items], indent=2, default=str))
         return
@@ -61,17 +76,27 @@ def ack(
     inventory: InventoryOpt = None, state_dir: StateDirOpt = None, policy: PolicyOpt = None, node: NodeOpt = None,
 ) -> None:
     """Acknowledge an open incident: no more reminders; it still resolves by itself."""
+    from dockwarden import cli_remote
+    from dockwarden.model import ActionBy
+    from dockwarden.operator import ack_incident
+
+    remote = cli_remote.target(Settings.resolve(state_dir=state_dir, inventory=inventory, policy=policy, node=node),
+                               for_write=True)
+    if remote is not None:
+        try:
+            doc = remote.client.post(f"/api/v1/incidents/{incident_id}/ack")["incident"]
+        except cli_remote.ApiError as e:
+            fail(str(e), 1 if e.status in (404, 409) else 3)
+            return
+        out.print(f"incident #{doc['id']} ({doc['subject']} {doc['kind']}) acknowledged")
+        return
     s, book = _book(inventory, state_dir, policy, node)
+    events = EventLog(s.state_dir / "events.jsonl", Store(s.state_dir / "dockwarden.db"))
     try:
-        inc = book.ack(incident_id, utcnow())
+        inc = ack_incident(book, events.send, incident_id, by=ActionBy.CLI)
     except IncidentError as e:
         fail(str(e), 1)
         return
-    store = Store(s.state_dir / "dockwarden.db")
-    EventLog(s.state_dir / "events.jsonl", store).send(Event(
-        type=EventType.INCIDENT_ACKNOWLEDGED, ts=utcnow(), node=inc.node, service=inc.subject,
-        container=inc.container, drift=inc.kind, priority=inc.priority,
-        reason=f"incident #{inc.id} acknowledged", details={"incident_id": inc.id}))
     out.print(f"incident #{inc.id} ({inc.subject} {inc.kind}) acknowledged")
 
 

@@ -14,7 +14,7 @@ from dockwarden.cli_common import (SUMMARY_STYLES, InventoryOpt, JsonOpt, ModeOp
                                    err, fail, human_bytes, out, settings_from)
 from dockwarden.config import ConfigError, Settings, load_policy
 from dockwarden.inventory import load_inventory
-from dockwarden.model import Mode, to_jsonable, utcnow
+from dockwarden.model import Mode, utcnow
 from dockwarden.sinks.events import EventLog
 from dockwarden.store import Store, StoreError
 
@@ -86,11 +86,14 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
     return ev, store
 
 
-def _evaluation_json(ev, s: Settings, store: Store) -> dict[str, Any]:
+def _evaluation_json(ev, s: Settings, store: Store, *, mode: Mode | None = None, policy=None) -> dict[str, Any]:
+    """The status document (``report.status_document``: the same document the
+    daemon's status.json and ``GET /api/v1/status`` hold)."""
     from dockwarden.lock import lock_held
     from dockwarden.report import status_document
 
-    return status_document(ev, daemon_running=lock_held(s.state_dir))
+    pol = policy if policy is not None else load_policy(s.policy_path)
+    return status_document(ev, mode=mode or pol.guardrails.mode, policy=pol, daemon_running=lock_held(s.state_dir))
 
 
 def _needs_attention(sv: dict[str, Any], subjects: set[str]) -> bool:
@@ -204,7 +207,7 @@ def once(
     except (ConfigError, StoreError) as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(3)
-    data = _evaluation_json(ev, s, store)
+    data = _evaluation_json(ev, s, store, mode=mode)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -214,10 +217,16 @@ def once(
 
 
 def _look(inventory, state_dir, policy, node, fresh: bool = False) -> dict[str, Any]:
-    """What the daemon running on the state dir knows (its latest status
-    document), else observe and evaluate read-only; exit 3 on bad configuration
-    or store. ``fresh`` always observes."""
+    """The status document: with ``--url``, the daemon's snapshot (``GET
+    /api/v1/status``); with a daemon running on the state dir, its latest
+    document (what it saw on its last pass); else observe and evaluate
+    read-only. ``fresh`` always observes. Exits 3 on bad configuration or store."""
+    from dockwarden import cli_remote
+
     s = settings_from(inventory, state_dir, policy, node)
+    remote = cli_remote.target(s)
+    if remote is not None:
+        return cli_remote.get(remote, "/api/v1/status")
     if not fresh:
         from dockwarden.lock import lock_held
         from dockwarden.report import read_fresh

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dockwarden.config_errors import format_validation_error
 from dockwarden.config_labels import LabelsPolicy
+from dockwarden.config_api import ApiPolicy
 from dockwarden.config_notify import Incidents, Notify, Recovery, Spikes
 from dockwarden.config_pool import PoolSettings
 from dockwarden.config_retention import RetentionPolicy
@@ -138,13 +139,14 @@ class Policy(_Section):
     pool: PoolSettings = Field(default_factory=PoolSettings)
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     labels: LabelsPolicy = Field(default_factory=LabelsPolicy)
+    api: ApiPolicy = Field(default_factory=ApiPolicy)
     extra: dict[str, Any] = Field(default_factory=dict)
     """Tables of later features (``storage``, ``notify``, ``pool``...) kept as read."""
 
 
 _KNOWN_TABLES = {"thresholds", "backoff", "restart_budget", "crash_loop", "guardrails", "pool",
                  "incidents", "notify", "spikes", "recovery",
-                 "storage", "housekeeping", "journal", "retention", "labels"}
+                 "storage", "housekeeping", "journal", "retention", "labels", "api"}
 
 
 def load_policy(path: str | Path | None) -> Policy:

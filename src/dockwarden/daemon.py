@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Callable, Sequence
 
+from dockwarden.api.server import NO_API, DaemonView, start_api  # issue 10: the HTTP API
 from dockwarden.config import Settings
 from dockwarden.config_watch import ConfigWatcher
 from dockwarden.fleet import FailoverBook, Fleet
@@ -60,13 +61,15 @@ class Daemon:
 
     def __init__(self, settings: Settings, *, mode: Mode | None = None, resync_s: float = 30.0,
                  echo: Callable[[Event], None] | None = None, workers: Sequence[Worker] = (),
-                 nodes: Sequence[str] | None = None):
+                 nodes: Sequence[str] | None = None, listen: str | None = None):
         self.settings = settings
         self.mode_override = mode
         self.resync_s = resync_s
         self.echo = echo
         self.workers: list[Worker] = list(workers)
         self.wanted_nodes = list(nodes) if nodes else None
+        self.listen = listen  # --listen / DOCKWARDEN_LISTEN (None: the policy's [api] listen)
+        self.api = NO_API  # the HTTP API's handle (beat, publish, stop)
         self._stop = threading.Event()
         self.loops: dict[str, NodeLoop] = {}
         self.fleet: Fleet | None = None
@@ -131,10 +134,12 @@ class Daemon:
         self.workers.append(notify_worker)
         several = len(names) > 1
         shared = Shared(settings=self.settings, events=self.events, stop=self._stop,
-                        policy=lambda: self.config.policy, mode=self._mode, outbox=self.outbox, several=several)
+                        policy=lambda: self.config.policy, mode=self._mode, outbox=self.outbox, several=several,
+                        api=lambda: self.api)
         for i, n in enumerate(names):
             self.loops[n] = NodeLoop(shared, self.config.node_configs[n], self.config.nodes[n],
-                                     resync_s=self.resync_s, workers=self.workers if i == 0 else ())
+                                     resync_s=self.resync_s, workers=self.workers if i == 0 else (),
+                                     primary=i == 0)
         if several:
             self.fleet = shared.fleet = Fleet(self.loops, self.events.send, state_dir,
                                               FailoverBook(state_dir / "dockwarden.db"))
@@ -154,6 +159,12 @@ class Daemon:
         try:
             for w in self.workers:
                 w.start(ctx)
+            # The HTTP API, in its own thread; it reads the snapshot the first node's passes publish.
+            self.api = start_api(DaemonView(
+                settings=self.settings, listen=self.listen, resync_s=self.resync_s, node=primary.name,
+                policy=lambda: self.config.policy, desired=primary.desired, mode=self._mode,
+                ready=lambda: self.ready, events=self.events, workers=self.workers,
+                world=lambda: primary.world if primary.world is not None and primary.world.engine_ok else None))
             for lp in self.loops.values():
                 lp.start()
             self._loop()
@@ -191,6 +202,7 @@ class Daemon:
     def _shutdown(self, lock) -> None:
         self.systemd.stopping()  # issue 12: STOPPING=1
         self._stop.set()
+        self.api.stop()
         for lp in self.loops.values():
             lp.wake()
         for lp in self.loops.values():

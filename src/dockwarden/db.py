@@ -162,6 +162,12 @@ class FeatureDB:
         with self._lock:
             self._db.close()
 
+    def set_cache_kib(self, kib: int) -> None:
+        """Size this connection's page cache, KiB (SQLite's default: 2000 KiB per
+        connection); for readers that read little and often, like the API."""
+        with self._lock:
+            self._db.execute(f"PRAGMA cache_size = -{int(kib)}")  # an int, not input: PRAGMA takes no parameters
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error: the write

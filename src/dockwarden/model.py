@@ -37,6 +37,7 @@ class IntentSource(enum.StrEnum):
     CLI = "cli"
     OBSERVED = "observed"  # a `docker stop`/`docker kill` that dockwarden did not cause
     FAILOVER = "failover"  # dockwarden moved the service to another node while its node was offline
+    API = "api"  # POST /api/v1/services/{name}/stop|start
 
 
 class Mode(enum.StrEnum):
@@ -197,6 +198,8 @@ class EventType(enum.StrEnum):
     POOL_REPLACED = "pool_replaced"
     POOL_RATE_LIMITED = "pool_rate_limited"
     POOL_RATE_LIMIT_CLEARED = "pool_rate_limit_cleared"
+    API_LISTENING = "api_listening"  # the HTTP API answers (details: url)
+    API_FAILED = "api_failed"  # the HTTP API could not listen; supervision goes on without it
 
 
 class CircuitState(enum.StrEnum):

@@ -116,6 +116,7 @@ class Shared:
     fleet: Any = None
     outbox: Any = None
     several: bool = False
+    api: Callable[[], Any] = lambda: None  # the HTTP API's handle (issue 10), or None
 
 
 class NodeLoop:
@@ -128,11 +129,13 @@ class NodeLoop:
         resync_s: seconds between full observations (``--resync``).
         workers: background workers whose drifts and after-pass hooks belong to
             this node (the local node's storage, pool...); empty for the others.
+        primary: the first node (its world feeds the workers and the API).
     """
 
     def __init__(self, shared: Shared, node_cfg: NodeConfig, desired: DesiredState, *, resync_s: float = 30.0,
-                 workers: Sequence[Worker] = ()):
+                 workers: Sequence[Worker] = (), primary: bool = True):
         self.shared = shared
+        self.primary = primary  # the first node: its workers, the API's snapshot and heartbeat
         self.settings = shared.settings
         self.node_cfg = node_cfg
         self.name = node_cfg.name
@@ -284,6 +287,10 @@ class NodeLoop:
         pass_failures = 0
         retry_at: float | None = None
         while not self._stop.is_set():
+            if self.primary:  # the API's /healthz reads the first node's loop heartbeat
+                api = self.shared.api()
+                if api is not None:
+                    api.beat()
             self.heartbeat_monotonic = time.monotonic()  # issue 12: the loop went round
             if self.client is None and time.monotonic() >= reconnect_at:
                 try:
@@ -716,6 +723,7 @@ class NodeLoop:
         return out + [state_write_drift(str(self.settings.state_dir), held=held, dropped=dropped, error=error)]
 
     def _pass(self, world: WorldState, full_pass: bool = True) -> PassResult:
+        t0 = time.monotonic()
         self.world = world
         self.last_pass_monotonic = time.monotonic()
         now = utcnow()
@@ -742,9 +750,11 @@ class NodeLoop:
                 except Exception as e:  # a worker's hook (a full disk for the journal) never fails the pass
                     log.error("worker %s: after_pass failed: %s", getattr(w, "name", w), e)
         self.last_result = result
+        api = self.shared.api() if self.primary else None
+        if api is not None:
+            api.publish(result, time.monotonic() - t0, self.passes)  # swap in the API's snapshot
         self.status_doc = status_document(result.evaluation, daemon_running=True, written_by="daemon",
                                           stale_after_s=max(3 * self.resync_s, 10.0))
-        self.status_doc["node_state"] = self.health.state.value
         try:  # what `status` and `drift` show while the daemon runs: after every pass
             if self.shared.fleet is not None:
                 self.shared.fleet.publish_status()

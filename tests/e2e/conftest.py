@@ -254,6 +254,20 @@ class Daemon:
             f"events:\n" + "\n".join(json.dumps(e) for e in self.events()[-40:])
         )
 
+    def api_url(self, timeout: float = 10) -> str:
+        """The daemon's API address, from ``<state-dir>/api.json``."""
+        def read():
+            try:
+                return json.loads((self.state_dir / "api.json").read_text())["url"]
+            except (OSError, ValueError, KeyError):
+                return None
+
+        return wait_for(read, timeout, what="api.json")
+
+    def api_token(self) -> str:
+        """The write token (``<state-dir>/api-token``)."""
+        return (self.state_dir / "api-token").read_text().strip()
+
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
@@ -265,6 +279,9 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {**os.environ, **(extra or {})}
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("COLUMNS", "200")
+    # The HTTP API on a free loopback port (its address is in <state-dir>/api.json),
+    # so daemons of parallel tests never fight over 127.0.0.1:9321.
+    env.setdefault("DOCKWARDEN_LISTEN", "127.0.0.1:0")
     return env
 
 

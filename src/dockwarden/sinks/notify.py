@@ -31,7 +31,7 @@ import apprise
 
 from dockwarden.config import Policy
 from dockwarden.config_notify import Channel, env_names, expand_env
-from dockwarden.model import Event, EventType, rfc3339, utcnow
+from dockwarden.model import Event, EventType, parse_time, rfc3339, utcnow
 from dockwarden.db import FeatureDB
 from dockwarden.sinks.apprise_log import install as scrub_apprise_log, scrubbing
 from dockwarden.worker import PeriodicWorker
@@ -207,6 +207,14 @@ class Outbox(FeatureDB):
                 (rfc3339(now), int(limit)),
             ).fetchall()
         return [dict(r) for r in rows]
+
+    def pending_summary(self) -> tuple[int, datetime | None]:
+        """(messages waiting for delivery, when the oldest of them was queued), for
+        the ``dockwarden_notifications_*`` metrics. Uses the ``outbox_due`` index."""
+        with self._lock:
+            n, oldest = self._db.execute(
+                "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'").fetchone()
+        return int(n or 0), parse_time(oldest) if oldest else None
 
     def sent_within(self, channel: str, since: datetime) -> int:
         with self._lock:
