@@ -13,7 +13,15 @@
 #    pyproject.toml changes; the image build itself needs no network.
 # 3. `docker build` (the classic builder: no buildx here) with BASE and WHEELHOUSE.
 #
+# The image carries the label dockwarden.source=<hash of what it is built from>
+# (scripts/build-image.sh --source-hash prints the current one), so a test can
+# tell a current image from a stale one.
+#
 # Usage: scripts/build-image.sh [--force]    (--force: download the wheelhouse again)
+#        scripts/build-image.sh --proxy      the socket proxy, dockwarden-socket-proxy:latest
+#                                            (packaging/socket-proxy; base debian:bookworm-slim,
+#                                            or the local dockwarden-local/haproxy:bookworm)
+#        scripts/build-image.sh --source-hash [--proxy]
 # Environment:
 #   BASE        the base image (default python:3.12-slim, with the local fallback)
 #   IMAGE       the repository name (default dockwarden)
@@ -25,15 +33,49 @@ IMAGE=${IMAGE:-dockwarden}
 PYTHON=${PYTHON:-python3}
 WANT_BASE=${BASE:-python:3.12-slim}
 force=0
+proxy=0
+print_hash=0
 for arg in "$@"; do
     case "$arg" in
         --force|-f) force=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --proxy) proxy=1 ;;
+        --source-hash) print_hash=1 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "build-image: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
+
+# source_hash PATH...: sha256 of the names and contents of the files an image is built from.
+source_hash() {
+    find "$@" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' -print0 \
+        | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+}
+if [ "$proxy" -eq 1 ]; then
+    hash=$(source_hash packaging/socket-proxy)
+else
+    hash=$(source_hash pyproject.toml README.md src packaging examples/policy.toml examples/inventory)
+fi
+if [ "$print_hash" -eq 1 ]; then
+    printf '%s\n' "$hash"
+    exit 0
+fi
+
+# --- the socket proxy: HAProxy from Debian on the base, the config copied in.
+if [ "$proxy" -eq 1 ]; then
+    want=${BASE:-debian:bookworm-slim}
+    if docker image inspect "$want" >/dev/null 2>&1 || docker pull -q "$want" >/dev/null 2>&1; then
+        base=$want
+    else
+        log "cannot pull $want (no registry reachable?): using a local Debian base instead"
+        base=$(bash scripts/build-base-image.sh haproxy)
+    fi
+    DOCKER_BUILDKIT=0 docker build -q -f packaging/socket-proxy/Dockerfile --build-arg BASE="$base" \
+        --label dockwarden.source="$hash" -t "${IMAGE}-socket-proxy:latest" . >/dev/null
+    log "built ${IMAGE}-socket-proxy:latest (base $base): $(docker image inspect -f '{{.Size}}' "${IMAGE}-socket-proxy:latest" | numfmt --to=iec)"
+    exit 0
+fi
 
 # --- 1. the base
 if docker image inspect "$WANT_BASE" >/dev/null 2>&1; then
@@ -66,7 +108,8 @@ if [ "$force" -eq 1 ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want_stam
     # dockwarden's own requirements, read from its metadata (a wheel built here, not shipped).
     tmp=$(mktemp -d)
     trap 'rm -rf -- "$tmp"' EXIT
-    "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$tmp" . >/dev/null
+    "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$tmp" . >"$tmp/wheel.log" 2>&1 \
+        || { cat "$tmp/wheel.log" >&2; exit 1; }
     "$PYTHON" - "$tmp"/dockwarden-*.whl >"$tmp/requirements.txt" <<'PY'
 import sys, zipfile
 from email.parser import Parser
@@ -80,9 +123,13 @@ for req in msg.get_all("Requires-Dist") or []:
 PY
     echo 'setuptools>=68' >>"$tmp/requirements.txt"
     echo 'wheel' >>"$tmp/requirements.txt"
-    "$PYTHON" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-        --python-version "$pyver" --implementation cp --abi "cp${pyver/./}" --abi abi3 --abi none \
-        "${platforms[@]}" --dest "$wheelhouse" -r "$tmp/requirements.txt"
+    if ! "$PYTHON" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+            --python-version "$pyver" --implementation cp --abi "cp${pyver/./}" --abi abi3 --abi none \
+            "${platforms[@]}" --dest "$wheelhouse" -r "$tmp/requirements.txt" >"$tmp/pip.log" 2>&1; then
+        cat "$tmp/pip.log" >&2
+        log "pip download failed (every dependency must have a binary wheel for Python $pyver, $arch)"
+        exit 1
+    fi
     printf '%s\n' "$want_stamp" >"$stamp"
 fi
 log "wheelhouse $wheelhouse: $(find "$wheelhouse" -name '*.whl' | wc -l) wheels, $(du -sh "$wheelhouse" | cut -f1)"
@@ -91,5 +138,5 @@ log "wheelhouse $wheelhouse: $(find "$wheelhouse" -name '*.whl' | wc -l) wheels,
 log "docker build $IMAGE:latest $IMAGE:$version"
 DOCKER_BUILDKIT=0 docker build -f packaging/Dockerfile \
     --build-arg BASE="$base" --build-arg WHEELHOUSE="$wheelhouse" --build-arg VERSION="$version" \
-    -t "$IMAGE:latest" -t "$IMAGE:$version" . >&2
+    --label dockwarden.source="$hash" -t "$IMAGE:latest" -t "$IMAGE:$version" . >&2
 log "built $IMAGE:latest and $IMAGE:$version: $(docker image inspect -f '{{.Size}}' "$IMAGE:latest" | numfmt --to=iec) (base $base: $(docker image inspect -f '{{.Size}}' "$base" | numfmt --to=iec))"
