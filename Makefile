@@ -13,6 +13,7 @@ INVENTORY  ?= examples/inventory
 POLICY     ?= examples/policy.toml
 RUN_ARGS   ?=
 PYTEST_ARGS ?=
+DIST       ?= dist
 
 BIN := $(VENV)/bin
 
@@ -27,7 +28,7 @@ help:
 	@echo "make demo-up    (re)create the demo containers; make demo-down removes them"
 	@echo "make image      the container image dockwarden:latest and dockwarden:<version> (packaging/Dockerfile)"
 	@echo "make proxy-image  the socket proxy image dockwarden-socket-proxy:latest (examples/compose)"
-	@echo "make wheel      dist/dockwarden-<version>-py3-none-any.whl"
+	@echo "make wheel      $(DIST)/dockwarden-<version>-py3-none-any.whl"
 	@echo "make clean      remove $(STATE_DIR) and caches; make distclean also removes $(VENV)"
 	@echo "Variables: STATE_DIR=$(STATE_DIR) INVENTORY=$(INVENTORY) POLICY=$(POLICY) RUN_ARGS=..."
 
@@ -95,8 +96,8 @@ proxy-image: engine
 # The wheel (everything: the dashboard's files, the example policy and inventory,
 # the systemd unit under share/dockwarden).
 wheel:
-	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir dist .
-	@ls -l dist/dockwarden-*.whl
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+	@ls -l $(DIST)/dockwarden-*.whl
 
 clean:
 	@case "$(STATE_DIR)" in ""|/|.|./|..|~|$$HOME) echo "clean: refusing to remove STATE_DIR=$(STATE_DIR)" >&2; exit 1;; esac
