@@ -504,3 +504,19 @@ def test_compose_proxy_heals_through_the_proxy_and_refuses_create(image, proxy_i
     assert got["ping"] is True and got["containers"] >= 3, got
     assert got["create"][0] == 403 and "refused by the socket proxy" in got["create"][1], got
     assert got["bare_create"] == 403, got
+
+    # dockwarden's own recreate through the proxy: refused, and a permanent failure
+    # (the circuit opens and a person is asked), not a transient one retried with backoff.
+    recreate = (
+        "import docker, json, os\n"
+        "from dockwarden.execute import Executor\n"
+        "from dockwarden.model import ActionKind\n"
+        "c = docker.DockerClient(base_url=os.environ['DOCKER_HOST'], version='auto')\n"
+        f"o = Executor(c).run(ActionKind.RECREATE, service='gone', container='dwt-{RUN_ID}-never-created', "
+        f"spec={{'image': '{BUSYBOX}', 'command': ['true']}})\n"
+        "print(json.dumps({'ok': o.ok, 'permanent': o.permanent, 'error': o.error}))\n"
+    )
+    code, output = dw.exec_run(["python", "-c", recreate])
+    assert code == 0, output.decode(errors="replace")
+    got = json.loads(output.decode().strip().splitlines()[-1])
+    assert got["ok"] is False and got["permanent"] is True and "refused by the socket proxy" in got["error"], got
