@@ -73,6 +73,7 @@ if [ "$proxy" -eq 1 ]; then
     fi
     DOCKER_BUILDKIT=0 docker build -q -f packaging/socket-proxy/Dockerfile --build-arg BASE="$base" \
         --label dockwarden.source="$hash" -t "${IMAGE}-socket-proxy:latest" . >/dev/null
+    docker image prune -f --filter label=dockwarden.source >/dev/null  # the previous build, now dangling
     log "built ${IMAGE}-socket-proxy:latest (base $base): $(docker image inspect -f '{{.Size}}' "${IMAGE}-socket-proxy:latest" | numfmt --to=iec)"
     exit 0
 fi
@@ -139,4 +140,8 @@ log "docker build $IMAGE:latest $IMAGE:$version"
 DOCKER_BUILDKIT=0 docker build -f packaging/Dockerfile \
     --build-arg BASE="$base" --build-arg WHEELHOUSE="$wheelhouse" --build-arg VERSION="$version" \
     --label dockwarden.source="$hash" -t "$IMAGE:latest" -t "$IMAGE:$version" . >&2
+# What earlier builds left behind: their builder stages and the images these tags
+# pointed to (dangling now). Only images with our labels; nothing else is pruned.
+docker image prune -f --filter label=dockwarden.build-stage=builder >/dev/null
+docker image prune -f --filter label=dockwarden.source >/dev/null
 log "built $IMAGE:latest and $IMAGE:$version: $(docker image inspect -f '{{.Size}}' "$IMAGE:latest" | numfmt --to=iec) (base $base: $(docker image inspect -f '{{.Size}}' "$base" | numfmt --to=iec))"
