@@ -164,7 +164,9 @@ class Daemon:
                 settings=self.settings, listen=self.listen, resync_s=self.resync_s, node=primary.name,
                 policy=lambda: self.config.policy, desired=primary.desired, mode=self._mode,
                 ready=lambda: self.ready, events=self.events, workers=self.workers,
-                world=lambda: primary.world if primary.world is not None and primary.world.engine_ok else None))
+                world=lambda: primary.world if primary.world is not None and primary.world.engine_ok else None,
+                other_nodes=lambda: [lp.status_doc for lp in self.loops.values()
+                                     if lp is not primary and lp.status_doc is not None]))
             for lp in self.loops.values():
                 lp.start()
             self._loop()

@@ -374,6 +374,18 @@ def test_a_crash_on_each_node_is_healed_budget_and_intent_are_per_node(fleet, pl
     assert service_status(d, "t", "app")["intent"] == "running"
     doc = status_of(d)
     assert {n["node"] for n in doc["nodes"]} == set(nodes) and "summary" in doc, doc
+    # The API and the metrics carry every node, too.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.support.http import call
+
+    url = d.api_url()
+    api_nodes = call(url, path="/api/v1/nodes").json()
+    assert {n["node"] for n in api_nodes["nodes"]} == set(nodes), api_nodes
+    families = {f.name: f for f in text_string_to_metric_families(call(url, path="/metrics").body.decode())}
+    assert {s.labels["node"] for s in families["dockwarden_engine_up"].samples} == set(nodes)
+    up = {(s.labels["node"], s.labels["service"]): s.value for s in families["dockwarden_service_up"].samples}
+    assert up[("s", "app")] == 0 and up[("h", "app")] == 1, up
 
 
 def test_tls_node_with_a_ca_bundle_in_the_environment(fleet, placed, fleet_daemon):

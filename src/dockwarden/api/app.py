@@ -75,6 +75,7 @@ class ApiContext:
         docker_client: returns a docker client (made on first use) for writes.
         world: the daemon's last observed world state (pause/resume resolve from it), or None.
         cors_origins: origins allowed by CORS (empty: no CORS).
+        other_nodes: the other nodes' status documents (a daemon of several nodes).
     """
 
     guard: Guard
@@ -94,6 +95,7 @@ class ApiContext:
     docker_client: Callable[[], Any]
     world: Callable[[], Any] = lambda: None
     cors_origins: tuple[str, ...] = ()
+    other_nodes: Callable[[], list[dict[str, Any]]] = lambda: []
     write_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -251,6 +253,15 @@ def create_app(ctx: ApiContext) -> FastAPI:
         """Summary, node, observed_at, host and every tracked service (the
         document ``dockwarden status --json`` prints)."""
         return Response(snap().status_json, media_type="application/json")
+
+    @app.get("/api/v1/nodes", tags=["read"], dependencies=[Depends(need_read)])
+    async def nodes() -> Response:
+        """Every node this daemon supervises: the fleet summary (the worst node's)
+        and each node's status document (the first one is ``/api/v1/status``)."""
+        docs = [snap().status, *ctx.other_nodes()]
+        order = {"nominal": 0, "reconciling": 1, "degraded": 2, "unknown": 3, "unstable": 4}
+        worst = max((d["summary"] for d in docs), key=lambda x: order.get(x, 3))
+        return _json({"summary": worst, "nodes": docs})
 
     @app.get("/api/v1/services", tags=["read"], dependencies=[Depends(need_read)])
     async def services() -> Response:

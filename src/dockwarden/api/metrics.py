@@ -76,8 +76,10 @@ class ApiMetrics:
     """
 
     def __init__(self, *, snapshot: Callable[[], Snapshot | None], reads: Callable[[], dict[str, Any]],
-                 resync_s: float, channels: Callable[[], list[str]] = lambda: []):
+                 resync_s: float, channels: Callable[[], list[str]] = lambda: [],
+                 other_nodes: Callable[[], list[dict[str, Any]]] = lambda: []):
         self.snapshot = snapshot
+        self.other_nodes = other_nodes  # the other nodes' status documents (several nodes)
         self.reads = reads
         self.resync_s = resync_s
         self.channels = channels
@@ -202,11 +204,13 @@ class ApiMetrics:
                                     labels=["node", "service"])
         wanted = GaugeMetricFamily("dockwarden_service_intent_running", "1 when the service should run (intent).",
                                    labels=["node", "service"])
-        for s in st["services"]:
-            lv = [node, s["name"]]
-            up.add_metric(lv, 1.0 if s["up"] else 0.0)
-            circuit.add_metric(lv, 1.0 if s["circuit_open"] else 0.0)
-            wanted.add_metric(lv, 1.0 if s["intent"] == "running" else 0.0)
+        docs = [st, *self.other_nodes()]
+        for doc in docs:
+            for s in doc["services"]:
+                lv = [doc["node"], s["name"]]
+                up.add_metric(lv, 1.0 if s["up"] else 0.0)
+                circuit.add_metric(lv, 1.0 if s["circuit_open"] else 0.0)
+                wanted.add_metric(lv, 1.0 if s["intent"] == "running" else 0.0)
         yield from (up, circuit, wanted)
         untracked = GaugeMetricFamily("dockwarden_untracked_containers",
                                       "Containers neither in the inventory nor labelled (counted, not labelled).")
@@ -223,7 +227,8 @@ class ApiMetrics:
         yield drifts
         engine = GaugeMetricFamily("dockwarden_engine_up", "1 when the Docker engine answered the last pass.",
                                    labels=["node"])
-        engine.add_metric([node], 1.0 if st["engine_ok"] else 0.0)
+        for doc in docs:
+            engine.add_metric([doc["node"]], 1.0 if doc["engine_ok"] else 0.0)
         yield engine
         last = GaugeMetricFamily("dockwarden_last_pass_timestamp_seconds", "When the last pass finished (Unix time).")
         last.add_metric([], snap.published_at)

@@ -157,6 +157,8 @@ class DaemonView:
     events: EventLog
     workers: Sequence[Any] = ()
     world: Callable[[], Any] = lambda: None
+    #: The other nodes' status documents (issue 11: one daemon, several nodes); [] alone.
+    other_nodes: Callable[[], list[dict[str, Any]]] = lambda: []
 
 
 class NullApi:
@@ -250,7 +252,8 @@ class ApiHandle:
         self.db_path = view.settings.state_dir / "dockwarden.db"
         self.reads = Reads(self.db_path, view.node)
         self.metrics = ApiMetrics(snapshot=self.snapshots.get, reads=self._figures, resync_s=view.resync_s,
-                                  channels=lambda: [c.name for c in view.policy().notify.channel])
+                                  channels=lambda: [c.name for c in view.policy().notify.channel],
+                                  other_nodes=view.other_nodes)
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._storage_cache: tuple[Any, Any, dict | None] = (None, None, None)
@@ -272,7 +275,7 @@ class ApiHandle:
             guard=self.guard, snapshots=self.snapshots, samples=self.samples, metrics=self.metrics, bus=self.bus,
             events=EventReader(self.db_path), reads=self.reads, node=view.node, resync_s=view.resync_s,
             heartbeat=lambda: self.heartbeat, ready=view.ready, policy=view.policy, desired=view.desired,
-            emit=view.events.send, docker_client=self._docker, world=view.world,
+            emit=view.events.send, docker_client=self._docker, world=view.world, other_nodes=view.other_nodes,
             cors_origins=tuple(view.policy().api.cors_origins))
         return create_app(self.ctx)
 
