@@ -13,10 +13,11 @@ INVENTORY  ?= examples/inventory
 POLICY     ?= examples/policy.toml
 RUN_ARGS   ?=
 PYTEST_ARGS ?=
+DIST       ?= dist
 
 BIN := $(VENV)/bin
 
-.PHONY: help venv engine run test bench demo-up demo-down clean distclean
+.PHONY: help venv engine run test bench demo-up demo-down clean distclean image proxy-image wheel
 
 help:
 	@echo "make run        venv + engine + demo containers, then 'dockwarden run' in the foreground"
@@ -25,6 +26,9 @@ help:
 	@echo "make venv       create $(VENV) and install dockwarden with its test extra"
 	@echo "make engine     make sure a Docker engine runs and the test image exists"
 	@echo "make demo-up    (re)create the demo containers; make demo-down removes them"
+	@echo "make image      the container image dockwarden:latest and dockwarden:<version> (packaging/Dockerfile)"
+	@echo "make proxy-image  the socket proxy image dockwarden-socket-proxy:latest (examples/compose)"
+	@echo "make wheel      $(DIST)/dockwarden-<version>-py3-none-any.whl"
 	@echo "make clean      remove $(STATE_DIR) and caches; make distclean also removes $(VENV)"
 	@echo "Variables: STATE_DIR=$(STATE_DIR) INVENTORY=$(INVENTORY) POLICY=$(POLICY) RUN_ARGS=..."
 
@@ -78,6 +82,22 @@ bench: venv engine
 	@shopt -s nullglob; files=(bench/*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "bench: no bench/*.py yet"; exit 0; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(BIN)/python "$$f"; done
+
+# The container image (scripts/build-image.sh): python:3.12-slim when the engine has
+# it or can pull it, else a local Debian base made with debootstrap (no registry
+# needed); dependencies from a wheelhouse downloaded on the host, so the build
+# itself needs no network. Prints the image's size at the end.
+image: engine
+	bash scripts/build-image.sh
+
+proxy-image: engine
+	bash scripts/build-image.sh --proxy
+
+# The wheel (everything: the dashboard's files, the example policy and inventory,
+# the systemd unit under share/dockwarden).
+wheel:
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+	@ls -l $(DIST)/dockwarden-*.whl
 
 clean:
 	@case "$(STATE_DIR)" in ""|/|.|./|..|~|$$HOME) echo "clean: refusing to remove STATE_DIR=$(STATE_DIR)" >&2; exit 1;; esac

@@ -31,7 +31,7 @@ HTTPD_IMAGE=dockwarden-test/httpd:latest
 # The imported root filesystem both images are built on.
 BASE_IMAGE=dockwarden-test/debian-web:$SUITE
 # The tarball's name carries the suite and the package list: changing either builds a new one.
-TARBALL="$CACHE_DIR/rootfs-$SUITE-minbase-${INCLUDE//,/-}.tar"
+TARBALL="$CACHE_DIR/rootfs-$SUITE-minbase-${INCLUDE//,/-}.tar"  # = rootfs_tarball (lib/debian-rootfs.sh)
 
 log() { printf 'build-real-images: %s\n' "$*" >&2; }
 
@@ -50,84 +50,23 @@ if [ "$force" -eq 0 ] && have_image "$NGINX_IMAGE" && have_image "$HTTPD_IMAGE";
     exit 0
 fi
 
-# debian_mirror: the URI of the first enabled `deb` source that serves $SUITE
-# itself (not $SUITE-security / -updates), from the one-line and the deb822 formats.
-debian_mirror() {
-    local f
-    shopt -s nullglob
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] || continue
-        # deb [options] URI suite component...
-        awk -v suite="$SUITE" '
-            $1 == "deb" {
-                i = 2
-                if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-                if ($(i + 1) == suite) { print $i; exit }
-            }' "$f"
-    done
-    for f in /etc/apt/sources.list.d/*.sources; do
-        # Stanzas separated by blank lines; fields Types, URIs, Suites, Enabled.
-        awk -v suite="$SUITE" '
-            function flush() {
-                if (types ~ /(^| )deb( |$)/ && enabled != "no" && (" " suites " ") ~ (" " suite " ") && uris != "") {
-                    split(uris, u, " "); print u[1]; found = 1
-                }
-                types = uris = suites = enabled = ""
-            }
-            /^[ \t]*#/ { next }
-            /^[ \t]*$/ { flush(); if (found) exit; next }
-            {
-                key = tolower($1); sub(/:$/, "", key); $1 = ""; sub(/^ +/, "")
-                if (key == "types") types = $0
-                else if (key == "uris") uris = $0
-                else if (key == "suites") suites = $0
-                else if (key == "enabled") enabled = tolower($0)
-            }
-            END { if (!found) flush() }' "$f"
-    done | head -n 1
-}
+# The debootstrap helpers (debian_mirror, build_rootfs), shared with scripts/build-base-image.sh.
+# shellcheck source=lib/debian-rootfs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/debian-rootfs.sh"
 
-work=""
-build_rootfs() {
-    if [ "$(id -u)" -ne 0 ]; then
-        log "debootstrap needs root; run as root, or build once as root so $TARBALL is cached"
-        exit 1
-    fi
-    if ! command -v debootstrap >/dev/null 2>&1; then
-        log "debootstrap is not installed; run scripts/ensure-docker.sh (installs it on Debian)"
-        exit 1
-    fi
-    local mirror=${DEBIAN_MIRROR:-$(debian_mirror)}
-    if [ -z "$mirror" ]; then
-        log "no 'deb' source for suite $SUITE in /etc/apt/sources.list or /etc/apt/sources.list.d/; set DEBIAN_MIRROR"
-        exit 1
-    fi
-    mkdir -p "$CACHE_DIR"
-    chmod 0755 "$CACHE_DIR"
-    work=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
-    # The root filesystem is removed on any exit; only a complete tarball is renamed into place.
-    trap '[ -z "$work" ] || rm -rf -- "$work"' EXIT
-    log "debootstrap $SUITE (minbase + $INCLUDE) from $mirror; takes about two minutes, once"
-    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$work/root" "$mirror" \
-            >"$work/debootstrap.log" 2>&1 || {
-        log "debootstrap failed; last lines of its log:"
-        tail -n 30 "$work/debootstrap.log" >&2
-        exit 1
-    }
-    local r="$work/root"
-    # Smaller image: package caches, lists, docs and manuals are not needed to run.
-    rm -rf "$r"/var/cache/apt/archives/*.deb "$r"/var/lib/apt/lists/* "$r"/usr/share/doc/* \
-        "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/var/log/*.log "$r"/var/log/apt/*
-    # apache2 runs without apache2ctl (which would sit as PID 1 and swallow the stop
-    # signal): the runtime directories that apache2ctl would make are made here.
-    # /run itself, never var/run or var/lock: those are absolute symlinks that
-    # would lead mkdir out of the root filesystem onto this host.
+# apache2 runs without apache2ctl (which would sit as PID 1 and swallow the stop
+# signal): the runtime directories that apache2ctl would make are made here.
+# /run itself, never var/run or var/lock: those are absolute symlinks that
+# would lead mkdir out of the root filesystem onto this host.
+customize_web() {
+    local r=$1
     mkdir -p "$r/run/apache2" "$r/run/lock/apache2"
     echo "ServerName localhost" >"$r/etc/apache2/conf-available/servername.conf"
     ln -sf ../conf-available/servername.conf "$r/etc/apache2/conf-enabled/servername.conf"
-    tar --numeric-owner -C "$r" -cf "$work/rootfs.tar" .
-    mv "$work/rootfs.tar" "$TARBALL"
-    log "cached $TARBALL ($(du -h "$TARBALL" | cut -f1))"
+}
+
+build_rootfs_web() {
+    build_rootfs "$CACHE_DIR" "$SUITE" "$INCLUDE" customize_web >/dev/null || exit 1
 }
 
 need_base=0
@@ -135,7 +74,7 @@ if [ "$force" -eq 1 ] || ! have_image "$BASE_IMAGE"; then
     need_base=1
 fi
 if [ "$need_base" -eq 1 ] && { [ "$force" -eq 1 ] || [ ! -s "$TARBALL" ]; }; then
-    build_rootfs
+    build_rootfs_web
 fi
 
 # `docker import --change` takes no STOPSIGNAL on Engine 20.10 (only CMD, ENV, EXPOSE, ...),

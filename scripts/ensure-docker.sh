@@ -27,6 +27,10 @@ ENGINE_PKGS=(docker.io busybox-static docker-compose iproute2 btrfs-progs sqlite
 # headless Chromium driven by selenium through chromedriver for the dashboard
 # (no browser can be downloaded here; Debian's is used).
 API_TEST_PKGS=(prometheus prometheus-alertmanager chromium chromium-driver)
+# The packaging tests (issue 12): systemd-analyze (package systemd) verifies
+# packaging/systemd/dockwarden.service; python3-venv makes the clean venv the
+# wheel is installed into. (debootstrap, above, builds the image's local base.)
+PACKAGING_TEST_PKGS=(systemd python3-venv)
 
 log() { printf 'ensure-docker: %s\n' "$*" >&2; }
 
@@ -71,7 +75,7 @@ MSG
 # openssh-server: the fleet tests' ssh:// engine endpoint (an sshd on a loopback port,
 # tests/support/fleet.py); openssl: TLS checks by hand (the tests make their certificates
 # with the cryptography package).
-TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs debootstrap openssh-server openssl "${API_TEST_PKGS[@]}")
+TEST_PKGS=(busybox-static iproute2 docker-compose sqlite3 btrfs-progs debootstrap openssh-server openssl "${API_TEST_PKGS[@]}" "${PACKAGING_TEST_PKGS[@]}")
 
 if engine_ok; then
     if is_root_debian; then
@@ -98,7 +102,7 @@ if ! is_root_debian; then
     cannot_help "no Docker engine answers, and this is not Debian (no /etc/debian_version): install Docker yourself."
 fi
 
-apt_install "${ENGINE_PKGS[@]}" "${API_TEST_PKGS[@]}"
+apt_install "${ENGINE_PKGS[@]}" "${API_TEST_PKGS[@]}" "${PACKAGING_TEST_PKGS[@]}"
 
 # Start dockerd unless one is already starting (pid file of a live process).
 running_pid=""

@@ -33,6 +33,7 @@ from dockwarden.fleet import FailoverBook, Fleet
 from dockwarden.lock import acquire_lock
 from dockwarden.model import Event, EventType, Mode, WorldState, utcnow
 from dockwarden.node_loop import NodeLoop, Shared
+from dockwarden.sdnotify import SystemdReporter  # issue 12: sd_notify (READY, WATCHDOG, STATUS, STOPPING)
 from dockwarden.sinks.events import EventLog
 from dockwarden.sinks.notify import Notifier, NotifyWorker, Outbox
 from dockwarden.store import Store
@@ -72,6 +73,7 @@ class Daemon:
         self._stop = threading.Event()
         self.loops: dict[str, NodeLoop] = {}
         self.fleet: Fleet | None = None
+        self.systemd = SystemdReporter.from_env(resync_s=resync_s)  # issue 12: a no-op without NOTIFY_SOCKET
 
     # ------------------------------------------------------------------ control
 
@@ -173,7 +175,8 @@ class Daemon:
         return 0
 
     def _loop(self) -> None:
-        while not self._stop.wait(TICK_S):
+        while not self._stop.wait(self.systemd.tick_s(TICK_S)):  # issue 12: a tick per watchdog half-period
+            self.systemd.tick(self.loops)  # issue 12: READY once, STATUS, WATCHDOG while every loop goes round
             self._reload_config()
             if self.fleet is not None:
                 try:
@@ -199,6 +202,7 @@ class Daemon:
             log.info("configuration reloaded: %s", {n: len(d.services) for n, d in self.config.nodes.items()})
 
     def _shutdown(self, lock) -> None:
+        self.systemd.stopping()  # issue 12: STOPPING=1
         self._stop.set()
         self.api.stop()
         for lp in self.loops.values():
@@ -215,4 +219,5 @@ class Daemon:
             self._emit(n, EventType.DAEMON_STOPPED, f"dockwarden daemon stopped after {passes} passes")
             break
         self.store.close()
+        self.systemd.close()  # issue 12
         lock.close()

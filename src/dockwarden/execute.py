@@ -147,7 +147,9 @@ class Executor:
             return self._fail(action, service, container, t0, msg, is_permanent_error(msg) or action != ActionKind.START)
         except docker.errors.APIError as e:
             msg = _explain(e)
-            return self._fail(action, service, container, t0, msg, is_permanent_error(msg))
+            # 403: an authorization plugin or a socket proxy refused the call (issue 12:
+            # recreate behind packaging/socket-proxy); retrying will not help.
+            return self._fail(action, service, container, t0, msg, is_permanent_error(msg) or e.status_code == 403)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
             return self._fail(action, service, container, t0, f"engine error: {e}", False)
         except _ComposeFailed as e:

@@ -149,6 +149,7 @@ class NodeLoop:
         self._health_lock = threading.Lock()
         self._was_offline = False
         self.last_pass_monotonic = time.monotonic()
+        self.heartbeat_monotonic = time.monotonic()  # issue 12: each round of _loop (the systemd watchdog reads it)
         self.client: Any = None
         self.observer: ContainerObserver | None = None
         self.stream: EventStream | None = None
@@ -290,6 +291,7 @@ class NodeLoop:
                 api = self.shared.api()
                 if api is not None:
                     api.beat()
+            self.heartbeat_monotonic = time.monotonic()  # issue 12: the loop went round
             if self.client is None and time.monotonic() >= reconnect_at:
                 try:
                     connected = self._connect()
