@@ -240,7 +240,7 @@ def _look(inventory, state_dir, policy, node, fresh: bool = False) -> dict[str, 
         return cli_remote.get(remote, "/api/v1/status")
     if not fresh:
         from dockwarden.lock import lock_held
-        from dockwarden.report import read_fresh
+        from dockwarden.status_file import read_fresh
 
         if lock_held(s.state_dir):
             doc = read_fresh(s.state_dir)

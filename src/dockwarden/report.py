@@ -10,21 +10,16 @@ observing the engine again (issue 9: answer at once; the daemon already knows).
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from dockwarden.model import CircuitState, Mode, parse_time, rfc3339, to_jsonable, utcnow
+from dockwarden.model import CircuitState, Mode, rfc3339, to_jsonable, utcnow
 from dockwarden.pipeline import Evaluation
 from dockwarden.reconcile.drift import effective_intent
 from dockwarden.reconcile.policy import service_mode
 from dockwarden.reconcile.resolve import ServiceIndex, find_container
 
-#: The daemon's document in the state dir.
-STATUS_FILE = "status.json"
+# Reading and writing the daemon's document is in status_file (light, for the CLI).
+from dockwarden.status_file import STATUS_FILE, read_fresh, write_status  # noqa: E402,F401
 
 
 def status_document(ev: Evaluation, *, daemon_running: bool, mode: Mode | None = None, policy: Any = None,
@@ -107,41 +102,3 @@ def status_document(ev: Evaluation, *, daemon_running: bool, mode: Mode | None =
         ],
         "label_problems": ev.label_problems,
     }
-
-
-def write_status(doc: dict[str, Any], state_dir: Path) -> None:
-    """Write the document to ``<state_dir>/status.json`` atomically (temp file,
-    then rename): readers see the old or the new one, never half.
-
-    Raises:
-        OSError: the state dir cannot be written (the temp file is removed).
-    """
-    data = json.dumps(doc, default=str, separators=(",", ":"))
-    fd, tmp = tempfile.mkstemp(prefix=f".{STATUS_FILE}.", suffix=".tmp", dir=state_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-        os.replace(tmp, state_dir / STATUS_FILE)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass  # never created, or already renamed
-        raise
-
-
-def read_fresh(state_dir: Path, now: datetime | None = None) -> dict[str, Any] | None:
-    """The daemon's document when it is fresh: written by a daemon within its
-    ``stale_after_s``; None when missing, unreadable, or stale (then observe)."""
-    try:
-        doc = json.loads((state_dir / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("source") != "daemon":
-        return None
-    written = parse_time(doc.get("written_at")) if isinstance(doc.get("written_at"), str) else None
-    limit = doc.get("stale_after_s")
-    if written is None or not isinstance(limit, (int, float)):
-        return None
-    age = ((now or utcnow()) - written).total_seconds()
-    return doc if -5 <= age <= limit else None
