@@ -23,7 +23,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from typing import Callable, Sequence
 
 from dockwarden.api.server import NO_API, DaemonView, start_api  # issue 10: the HTTP API

@@ -45,7 +45,6 @@ from dockwarden.model import (
     Outcome,
     RecommendationType,
     ServiceHistory,
-    ServiceSpec,
     SummaryState,
     WorldState,
     parse_time,

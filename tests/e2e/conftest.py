@@ -97,6 +97,23 @@ class Containers:
     def state(self, short: str) -> dict:
         return self.client.api.inspect_container(self.name(short))["State"]
 
+    def kill_process(self, short: str, sig: int = signal.SIGKILL, timeout: float = 20) -> int:
+        """Signal the container's main process from outside the engine (a crash the
+        engine did not ask for) and return its pid. Waits, up to ``timeout`` s, for the
+        container to be running with a pid: a stopped container reports Pid 0, and
+        signalling pid 0 would signal this test's own process group."""
+        st: dict = {}
+
+        def running() -> bool:
+            nonlocal st
+            st = self.state(short)
+            return bool(st["Running"]) and not st.get("Restarting") and int(st.get("Pid") or 0) > 0
+
+        wait_for(running, timeout, what=f"{self.name(short)} running with a pid before it is killed")
+        pid = int(st["Pid"])
+        os.kill(pid, sig)
+        return pid
+
     def cleanup(self) -> None:
         for n in self.created:
             try:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -89,7 +87,7 @@ def test_dockwarden_stop_pause_and_resume(tmp_path, containers, daemon_factory):
     # pause: a crash is recorded but not acted on
     assert d.cli("pause", "other").returncode == 0
     n = len(d.events())
-    os.kill(containers.state("other")["Pid"], signal.SIGKILL)
+    containers.kill_process("other")
     d.wait_event(lambda e: e["type"] == "drift_detected" and e["service"] == "other", timeout=15, after=n)
     time.sleep(3)
     assert not containers.state("other")["Running"]
@@ -173,7 +171,7 @@ def test_events_follow_streams_new_events_as_json(tmp_path, containers, daemon_f
         first = json.loads(lines.next(timeout=20))
         assert first["type"] == "daemon_started"  # --since 1m includes the start
         d.wait_ready()
-        os.kill(containers.state("tail")["Pid"], signal.SIGKILL)
+        containers.kill_process("tail")
         seen = []
         deadline = time.monotonic() + 20
         while True:

@@ -4,9 +4,7 @@ honoured by a running daemon."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import FAST_POLICY, IMAGE, REPO, RUN_ID, TEST_LABEL, _env, wait_for, write_inventory, write_policy
+from conftest import FAST_POLICY, IMAGE, RUN_ID, TEST_LABEL, _env, wait_for, write_inventory, write_policy
 from dockwarden.inventory import parse_services_file
 from dockwarden.model import Intent, WorldState
 from dockwarden.observe.docker import ContainerObserver, connect
@@ -172,8 +170,7 @@ def test_autoheal_labelled_container_restarted_when_unhealthy_crash_healed_docke
 
     # A crash (a die that no stop or kill explains) is healed too: a tracked service's intent is running.
     n = len(d.events())
-    pid = containers.state("healme")["Pid"]
-    os.kill(pid, signal.SIGKILL)
+    containers.kill_process("healme")
     e = d.wait_event(lambda e: e["type"] == "action_started" and e["service"] == name, timeout=30, after=n)
     assert (e["action"], e["drift"]) == ("start", "stopped")
     wait_for(lambda: containers.state("healme")["Running"], 15, what="running again")

@@ -5,8 +5,6 @@ its resume, /metrics moving on a crash and recovery, /healthz of a wedged loop."
 from __future__ import annotations
 
 import json
-import os
-import signal
 import stat
 import time
 
@@ -23,9 +21,7 @@ def _svc(url: str, name: str, token: str | None = None) -> dict:
 
 def _kill9(containers, short: str) -> None:
     """SIGKILL the container's process from the host (a crash, not a docker kill)."""
-    pid = containers.state(short)["Pid"]
-    assert pid > 0
-    os.kill(pid, signal.SIGKILL)
+    containers.kill_process(short)
 
 
 def test_tokens_scopes_and_host_check_on_loopback(tmp_path, containers, daemon_factory):

@@ -8,9 +8,7 @@ person to look at.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
@@ -84,7 +82,7 @@ def test_dashboard_shows_services_live_events_and_acks_with_the_token(tmp_path, 
 
         # kill -9 of web's process: the drift shows up in the feed without a reload.
         marker = b.execute_script("window.__no_reload = 1; return window.__no_reload")
-        os.kill(containers.state("web")["Pid"], signal.SIGKILL)
+        containers.kill_process("web")
         wait_for(lambda: _find(b, '#feed li[data-type="drift_detected"][data-service="web"]'), 10,
                  what="drift_detected for web in the feed")
         wait_for(lambda: _find(b, '#feed li[data-type="recovered"][data-service="web"]'), 20,

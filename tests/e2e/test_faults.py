@@ -120,7 +120,7 @@ def test_executor_raising_fails_one_action_not_the_daemon(tmp_path, containers, 
     assert failed["action"] == "recreate" and "TypeError" in failed["reason"], failed
     assert d.proc is not None and d.proc.poll() is None
     n = len(d.events())
-    os.kill(containers.state("ok")["Pid"], signal.SIGKILL)
+    containers.kill_process("ok")
     d.wait_event(lambda e: e["type"] == "recovered" and e["service"] == "ok", after=n)
     assert d.proc.poll() is None
 
@@ -164,8 +164,7 @@ def test_full_state_disk_is_survived(tmp_path, small_fs, containers, daemon_fact
     before = len(_jsonl_lines(d.state_dir))
     filler = _fill(small_fs)
     for round_ in range(2):
-        pid = containers.state("web")["Pid"]
-        os.kill(pid, signal.SIGKILL)
+        pid = containers.kill_process("web")
         wait_for(lambda: containers.state("web")["Running"] and containers.state("web")["Pid"] != pid, 20,
                  what=f"web healed while the disk is full (round {round_})")
         assert d.proc is not None and d.proc.poll() is None, "the daemon died of a full disk"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ def _channel(name: str, url: str, extra: str = "") -> str:
 
 
 def _kill(containers, short: str) -> None:
-    os.kill(containers.state(short)["Pid"], signal.SIGKILL)
+    containers.kill_process(short)
 
 
 def test_crash_mails_incident_opened_and_resolved_and_nothing_more(tmp_path, containers, daemon_factory):

@@ -188,7 +188,7 @@ def test_broken_inventory_is_rejected_and_daemon_keeps_last_good(tmp_path, conta
     assert "services[0].desired" in e["reason"]
     # The last good inventory still rules: a crash is still healed.
     n = len(d.events())
-    os.kill(containers.state("svc")["Pid"], signal.SIGKILL)
+    containers.kill_process("svc")
     d.wait_event(lambda e: e["type"] == "recovered" and e["service"] == "svc", timeout=20, after=n)
 
 

@@ -197,7 +197,6 @@ class ApiMetrics:
         if snap is None:
             return
         st = snap.status
-        node = st["node"]
         up = GaugeMetricFamily("dockwarden_service_up", "1 when a tracked service runs (and is not unhealthy).",
                                labels=["node", "service"])
         circuit = GaugeMetricFamily("dockwarden_circuit_open", "1 while a service's circuit breaker is open.",

@@ -25,10 +25,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from dockwarden.model import CircuitState, Mode, to_jsonable
-from dockwarden.reconcile.drift import effective_intent
-from dockwarden.reconcile.policy import service_mode
-from dockwarden.reconcile.resolve import find_container
 
 #: Summary states a snapshot can carry ("unknown": the engine did not answer).
 SUMMARY_STATES = ("nominal", "degraded", "reconciling", "unstable", "unknown")
