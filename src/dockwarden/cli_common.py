@@ -42,7 +42,10 @@ def settings_from(inventory, state_dir, policy, node) -> Settings:
 
 
 def fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    """Print ``error: <msg>`` on stderr and exit with ``code``. ``msg`` is plain
+    text, never Rich markup: error messages quote paths, field names such as
+    ``services[0].desired`` and policy tables such as ``[[notify.channel]]``."""
+    err.print(Text.assemble(("error:", "bold red"), " ", msg), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

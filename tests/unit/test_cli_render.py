@@ -64,3 +64,17 @@ def test_status_at_scale_shows_counts_and_only_what_needs_attention(monkeypatch,
     assert [ln.split()[0] for ln in lines] == [down, sick]  # whole names, only the two
     cli_status._render_status(doc, show_all=True)
     assert len([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("agent-worker")]) == 1000
+
+
+def test_errors_print_brackets_as_written(monkeypatch):
+    """`fail` once read its message as Rich markup: "no [[notify.channel]] in the
+    policy" lost its table name and "services[0].desired" its index."""
+    import pytest
+    import typer
+
+    buf = io.StringIO()
+    monkeypatch.setattr(cli_common, "err", Console(file=buf, width=200, color_system=None))
+    with pytest.raises(typer.Exit) as exc:
+        cli_common.fail("no [[notify.channel]] in the policy; see services[0].desired and [/]", 2)
+    assert exc.value.exit_code == 2
+    assert buf.getvalue().strip() == "error: no [[notify.channel]] in the policy; see services[0].desired and [/]"
