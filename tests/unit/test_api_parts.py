@@ -190,6 +190,20 @@ def test_event_stream_resumes_by_id_and_keeps_alive(tmp_path):
     db.close()
 
 
+def test_event_reader_filters_after_and_newest_alike(tmp_path):
+    # ids 1..8: type recovered at odd ids, service s(i % 3) for i = id - 1, ts second = id - 1
+    p, db = _db(tmp_path, 8)
+    reader = EventReader(p)
+    kw = {"types": ("recovered",), "service": "s0", "since": "2026-01-01T00:00:01.000Z"}
+    assert [e["id"] for e in reader.after(0, **kw)] == [7]
+    assert [e["id"] for e in reader.newest(**kw)] == [7]
+    assert [e["id"] for e in reader.after(3, types=("drift_detected",))] == [4, 6, 8]
+    assert [e["id"] for e in reader.newest(types=("drift_detected", "recovered"), limit=3)] == [6, 7, 8]
+    assert [e["id"] for e in reader.newest(service="s1", since="2026-01-01T00:00:02.000Z")] == [5, 8]
+    reader.close()
+    db.close()
+
+
 def test_sse_drops_a_client_that_stops_reading():
     from dockwarden.api.sse import SSEResponse
 

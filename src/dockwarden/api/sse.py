@@ -108,16 +108,9 @@ class EventReader:
         Returns:
             list[dict]: the events.jsonl shape plus ``id``; ``details`` parsed.
         """
-        clauses, params = ["id > ?"], [int(after_id)]
-        if types:
-            clauses.append("type IN (" + ",".join("?" for _ in types) + ")")  # placeholders only
-            params.extend(types)
-        if service is not None:
-            clauses.append("service = ?")
-            params.append(service)
-        if since is not None:
-            clauses.append("ts >= ?")
-            params.append(since)
+        clauses, params = _filters(types, service, since)
+        clauses.insert(0, "id > ?")
+        params.insert(0, int(after_id))
         params.append(int(limit))
         sql = "SELECT * FROM events WHERE " + " AND ".join(clauses) + " ORDER BY id LIMIT ?"
         return self._rows(sql, params)
@@ -125,16 +118,8 @@ class EventReader:
     def newest(self, *, types: tuple[str, ...] = (), service: str | None = None, since: str | None = None,
                limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` matching events, oldest first."""
-        clauses, params = ["1"], []
-        if types:
-            clauses.append("type IN (" + ",".join("?" for _ in types) + ")")  # placeholders only
-            params.extend(types)
-        if service is not None:
-            clauses.append("service = ?")
-            params.append(service)
-        if since is not None:
-            clauses.append("ts >= ?")
-            params.append(since)
+        clauses, params = _filters(types, service, since)
+        clauses.insert(0, "1")
         params.append(int(limit))
         sql = ("SELECT * FROM (SELECT * FROM events WHERE " + " AND ".join(clauses)
                + " ORDER BY id DESC LIMIT ?) ORDER BY id")
@@ -256,3 +241,20 @@ class SSEResponse(Response):
                                        timeout=1.0)
             except (asyncio.TimeoutError, OSError):
                 pass
+
+
+def _filters(types: tuple[str, ...], service: str | None, since: str | None) -> tuple[list[str], list[Any]]:
+    """WHERE clauses (placeholders only, never values) and their parameters for
+    the event filters shared by :meth:`EventReader.after` and :meth:`EventReader.newest`."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if types:
+        clauses.append("type IN (" + ",".join("?" for _ in types) + ")")
+        params.extend(types)
+    if service is not None:
+        clauses.append("service = ?")
+        params.append(service)
+    if since is not None:
+        clauses.append("ts >= ?")
+        params.append(since)
+    return clauses, params
