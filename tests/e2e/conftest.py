@@ -7,6 +7,7 @@ real ``python -m dockwarden run`` subprocess with its own state dir.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -315,6 +316,18 @@ def daemon_factory(tmp_path):
     yield make
     for d in made:
         d.stop()
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path: Path, options: str):
+    """Mount a tmpfs with ``options`` (``size=24m``, ``ro,size=1m``...) on the
+    directory ``path`` for the block (make test runs as root); lazily unmounted."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 30, interval: float = 0.1, what: str = "condition"):

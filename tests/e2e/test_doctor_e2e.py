@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IMAGE, RUN_ID, TEST_LABEL, _env, write_inventory, write_policy
+from conftest import IMAGE, RUN_ID, TEST_LABEL, _env, mounted_tmpfs, write_inventory, write_policy
 from tests.support.servers import WebhookServer, free_port
 
 
@@ -107,13 +107,8 @@ url = "json://ops:hunter2@127.0.0.1:{closed}/alerts"
 
 @pytest.fixture
 def read_only_dir(tmp_path):
-    d = tmp_path / "ro-state"
-    d.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(d)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "ro-state", "ro,size=1m") as d:
         yield d
-    finally:
-        subprocess.run(["umount", str(d)], check=False)
 
 
 def test_doctor_on_a_read_only_state_dir(tmp_path, read_only_dir: Path):

@@ -9,14 +9,13 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import FAST_POLICY, wait_for, write_inventory, write_policy
+from conftest import FAST_POLICY, mounted_tmpfs, wait_for, write_inventory, write_policy
 
 
 def _jsonl_lines(state_dir: Path) -> list[str]:
@@ -128,13 +127,8 @@ def test_executor_raising_fails_one_action_not_the_daemon(tmp_path, containers, 
 @pytest.fixture
 def small_fs(tmp_path):
     """A 24 MiB tmpfs the test can fill (root: make test runs as root)."""
-    mnt = tmp_path / "smallfs"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(mnt)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "smallfs", "size=24m,mode=0700") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _fill(path: Path) -> Path:
