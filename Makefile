@@ -79,7 +79,7 @@ test: venv engine
 	$(BIN)/python -m pytest -v -ra $(PYTEST_ARGS)
 
 bench: venv engine
-	@shopt -s nullglob; files=(bench/*.py); \
+	@shopt -s nullglob; files=(bench/[!_]*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "bench: no bench/*.py yet"; exit 0; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(BIN)/python "$$f"; done
 

@@ -29,7 +29,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,16 +46,11 @@ import docker.errors
 import psutil
 import yaml
 
-IMAGE = os.environ.get("DOCKWARDEN_TEST_IMAGE", "dockwarden-test/busybox:latest")
-REPO = Path(__file__).resolve().parents[1]
+from _common import IMAGE, REPO, pct, stop_daemon  # noqa: E402
+
 #: The bench's clients stay below the API's pacing (20 requests/s sustained,
 #: app.py), so the figures are serving times; a back-to-back run shows the pacing.
 RATE_PER_S = 15.0
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))]
 
 
 def ms(values: list[float]) -> str:
@@ -78,15 +72,6 @@ def start_daemon(tmp: Path, name: str, listen: str) -> tuple[subprocess.Popen, P
             return proc, state
         time.sleep(0.2)
     raise RuntimeError(f"{name}: no daemon_ready within 60 s; see {tmp / (name + '.log')}")
-
-
-def stop_daemon(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def idle_cost(proc: subprocess.Popen, seconds: float) -> tuple[float, float]:

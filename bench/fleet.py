@@ -32,7 +32,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,13 +43,13 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import IMAGE, REPO, pct, stop_daemon  # noqa: E402
+
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
 from tests.support.fleet import Fleet, crash_to_running  # noqa: E402
 
-IMAGE = os.environ.get("DOCKWARDEN_TEST_IMAGE", "dockwarden-test/busybox:latest")
 
 POLICY = """
 [backoff]
@@ -68,12 +67,6 @@ stop_timeout_s = 1
 host_cpu_percent = 100
 host_memory_percent = 100
 """
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
-    return s[k]
 
 
 def events(state: Path) -> list[dict]:
@@ -263,12 +256,7 @@ def main() -> int:
         return 0
     finally:
         if daemon is not None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+            stop_daemon(daemon, 30)
         if log is not None:
             log.close()
         errors = fleet.teardown()

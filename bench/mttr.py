@@ -39,8 +39,8 @@ from pathlib import Path
 
 import docker
 
-IMAGE = os.environ.get("DOCKWARDEN_TEST_IMAGE", "dockwarden-test/busybox:latest")
-REPO = Path(__file__).resolve().parents[1]
+from _common import IMAGE, REPO, pct, stop_daemon  # noqa: E402
+
 
 POLICY = """
 [backoff]
@@ -55,12 +55,6 @@ min_failures = 1000
 [guardrails]
 stop_timeout_s = 1
 """
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
-    return s[k]
 
 
 def wait_running(api, name: str, old_pid: int | None, timeout: float = 30) -> float | None:
@@ -225,11 +219,7 @@ def main() -> int:
         return 0
     finally:
         if daemon is not None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+            stop_daemon(daemon, 20)
         for n in (name, floor_name):
             try:
                 api.remove_container(n, force=True)

@@ -36,7 +36,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, pct
+
 sys.path.insert(0, str(REPO / "src"))
 
 from dockwarden.model import rfc3339  # noqa: E402
@@ -53,11 +54,6 @@ INSERT_SQL = ("INSERT INTO container_dispatch_log (container_id, task_id, comman
               "VALUES (:cid, NULL, NULL, :now); SELECT last_insert_rowid();")
 UPDATE_SQL = ("UPDATE container_pool SET last_dispatch_at = :now, dispatch_count = dispatch_count + 1, "
               "status = 'healthy', rate_limit_until = NULL, updated_at = :now WHERE id = :cid;")
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))]
 
 
 def seed(path: Path) -> None:

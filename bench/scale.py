@@ -40,8 +40,8 @@ from pathlib import Path
 import docker
 import psutil
 
-IMAGE = os.environ.get("DOCKWARDEN_TEST_IMAGE", "dockwarden-test/busybox:latest")
-REPO = Path(__file__).resolve().parents[1]
+from _common import IMAGE, REPO, pct, stop_daemon  # noqa: E402
+
 PASS_RE = re.compile(r"pass kind=(\w+) .*?duration_ms=([\d.]+)")
 POLICY = """
 [backoff]
@@ -63,11 +63,6 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
     t0 = time.monotonic()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
     return time.monotonic() - t0
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))]
 
 
 def wait_running(api, name: str, old_pid: int, timeout: float = 30) -> float | None:
@@ -167,11 +162,7 @@ def main() -> int:
         return 0
     finally:
         if daemon is not None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+            stop_daemon(daemon, 30)
         gone = client.containers.list(all=True, filters={"label": f"dockwarden.bench={tag}"})
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda c: c.remove(force=True), gone))
