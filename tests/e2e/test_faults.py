@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import random
 import signal
 import sqlite3
@@ -161,13 +162,19 @@ def test_full_state_disk_is_survived(tmp_path, small_fs, containers, daemon_fact
     d.start(resync=1)
     before = len(_jsonl_lines(d.state_dir))
     filler = _fill(small_fs)
+    recovered_line = re.compile(r"^\S+ recovered +web ", re.M)  # the console log is not on the full disk
     for round_ in range(2):
+        seen = len(recovered_line.findall(d.log_text()))
         pid = containers.kill_process("web")
         # One inspect per check: two (Running from one, Pid from the next) once read
         # "running" before the exit landed and Pid 0 after it, and the next round then
         # signalled pid 0, i.e. its own process group (CI exit 137).
         wait_for(lambda: _running_with_new_pid(containers.state("web"), pid), 20,
                  what=f"web healed while the disk is full (round {round_})")
+        # The daemon judged this recovery before the next crash (a crash during the
+        # judgement would make one episode of two, with one `recovered`).
+        wait_for(lambda: len(recovered_line.findall(d.log_text())) > seen, 20,
+                 what=f"the daemon's recovered line for round {round_}")
         assert d.proc is not None and d.proc.poll() is None, "the daemon died of a full disk"
     # The daemon says what is happening (its console log is not on the full disk).
     wait_for(lambda: "host:state" in d.log_text(), 20, what="the P1 state-dir finding in the daemon's output")
