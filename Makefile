@@ -76,7 +76,7 @@ run: venv engine
 	$(BIN)/dockwarden run --inventory $(INVENTORY) --policy $(POLICY) --state-dir $(STATE_DIR) $(RUN_ARGS)
 
 test: venv engine
-	$(BIN)/python -m pytest -v -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -v -ra --durations=25 $(PYTEST_ARGS)
 
 bench: venv engine
 	@shopt -s nullglob; files=(bench/[!_]*.py); \

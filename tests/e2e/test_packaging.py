@@ -470,6 +470,16 @@ def test_compose_example_heals_a_crash(image, compose):
     assert {"/var/run/docker.sock", STATE, "/etc/dockwarden/inventory"} <= mounts, mounts
 
 
+def _exec_json(container, program: str) -> dict:
+    """Run ``python -c program`` in ``container`` and parse the JSON it prints on
+    stdout. stdout and stderr are read apart: merged, a log line on stderr may
+    arrive after the JSON (the two streams are framed separately by the engine)."""
+    code, (out, err) = container.exec_run(["python", "-c", program], demux=True)
+    out, err = (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+    assert code == 0, out + err
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def test_compose_proxy_heals_through_the_proxy_and_refuses_create(image, proxy_image, compose):
     cp = compose("docker-compose.proxy.yml")
     state = _up_and_heal(cp)
@@ -498,9 +508,7 @@ def test_compose_proxy_heals_through_the_proxy_and_refuses_create(image, proxy_i
         "out['bare_create'] = r.status_code\n"
         "print(json.dumps(out))\n"
     )
-    code, output = dw.exec_run(["python", "-c", probe])
-    assert code == 0, output.decode(errors="replace")
-    got = json.loads(output.decode().strip().splitlines()[-1])
+    got = _exec_json(dw, probe)
     assert got["ping"] is True and got["containers"] >= 3, got
     assert got["create"][0] == 403 and "refused by the socket proxy" in got["create"][1], got
     assert got["bare_create"] == 403, got
@@ -516,7 +524,5 @@ def test_compose_proxy_heals_through_the_proxy_and_refuses_create(image, proxy_i
         f"spec={{'image': '{BUSYBOX}', 'command': ['true']}})\n"
         "print(json.dumps({'ok': o.ok, 'permanent': o.permanent, 'error': o.error}))\n"
     )
-    code, output = dw.exec_run(["python", "-c", recreate])
-    assert code == 0, output.decode(errors="replace")
-    got = json.loads(output.decode().strip().splitlines()[-1])
+    got = _exec_json(dw, recreate)
     assert got["ok"] is False and got["permanent"] is True and "refused by the socket proxy" in got["error"], got
