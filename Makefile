@@ -17,7 +17,7 @@ DIST       ?= dist
 
 BIN := $(VENV)/bin
 
-.PHONY: help venv engine run test bench demo-up demo-down clean distclean image proxy-image wheel
+.PHONY: test-images help venv engine run test bench demo-up demo-down clean distclean image proxy-image wheel
 
 help:
 	@echo "make run        venv + engine + demo containers, then 'dockwarden run' in the foreground"
@@ -75,8 +75,22 @@ run: venv engine
 	@echo
 	$(BIN)/dockwarden run --inventory $(INVENTORY) --policy $(POLICY) --state-dir $(STATE_DIR) $(RUN_ARGS)
 
-test: venv engine
+test: venv engine test-images
 	$(BIN)/python -m pytest -v -ra --durations=25 $(PYTEST_ARGS)
+
+# The Debian-based images some e2e tests need (real nginx/httpd with their own stop
+# signals; the local bases of `make image` and of the socket proxy), built from
+# debootstrap root filesystems cached under /var/cache/dockwarden-test. On a fresh
+# machine the three debootstraps take ~3 min one after the other and ~2.3 min side
+# by side, before the tests start (nothing else is running then); when they exist
+# this takes a second. The tests' own fixtures build them too when they are missing.
+test-images: engine
+	@bash scripts/build-real-images.sh > /tmp/dockwarden-real-images.log 2>&1 & real=$$!; \
+	bash scripts/build-base-image.sh python > /tmp/dockwarden-base-python.log 2>&1 & py=$$!; \
+	bash scripts/build-base-image.sh haproxy > /tmp/dockwarden-base-haproxy.log 2>&1 & hap=$$!; \
+	rc=0; for j in "$$real:real-images" "$$py:base-python" "$$hap:base-haproxy"; do \
+		if ! wait "$${j%%:*}"; then rc=1; echo "test-images: $${j#*:} failed:"; tail -n 20 "/tmp/dockwarden-$${j#*:}.log"; fi; \
+	done; exit $$rc
 
 bench: venv engine
 	@shopt -s nullglob; files=(bench/[!_]*.py); \
