@@ -174,8 +174,8 @@ def main() -> int:
         log = open(tmp / "daemon.log", "wb")
         daemon = subprocess.Popen(
             [sys.executable, "-m", "dockwarden", "run", "--inventory", str(tmp / "inv"), "--policy",
-             str(tmp / "policy.toml"), "--state-dir", str(tmp / "state"), "--resync", "30",
-             "--listen", "127.0.0.1:0"],
+             str(tmp / "policy.toml"), "--state-dir", str(tmp / "state"), "--resync", os.environ.get("DW_BENCH_RESYNC", "30"),
+             "--listen", "127.0.0.1:0", *(["-v"] if os.environ.get("DW_BENCH_VERBOSE") else [])],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
         time.sleep(3)

@@ -401,7 +401,9 @@ class NodeLoop:
         if full:
             inspect_all = t0 >= self._full_inspect_at
             kind = "full" if inspect_all else "incremental"
-            world = self._observe(with_stats=True, incremental=not inspect_all)
+            # The containers events named are inspected even when the list shows no
+            # change: the list may lag the event (observe.docker.plan_inspection).
+            world = self._observe(with_stats=True, incremental=not inspect_all, named=dirty)
             if inspect_all:
                 self._full_inspect_at = t0 + FULL_INSPECT_EVERY_S
             if world is not None:
@@ -583,11 +585,12 @@ class NodeLoop:
                           engine_ok=False, engine_error=error or "Docker engine unreachable",
                           docker_root_dir=self.docker_root_dir)
 
-    def _observe(self, *, with_stats: bool, incremental: bool = False) -> WorldState | None:
+    def _observe(self, *, with_stats: bool, incremental: bool = False,
+                 named: set[str] | frozenset[str] = frozenset()) -> WorldState | None:
         assert self.observer is not None
         world = observe_world(self.observer, self.sampler, node=self.desired_node, now=utcnow(),
                               with_stats=with_stats, docker_root_dir=self.docker_root_dir,
-                              incremental=incremental)
+                              incremental=incremental, named=named)
         if not world.engine_ok:
             self._on_engine_lost(world.engine_error or "observation failed")
             self._guarded_pass(world)

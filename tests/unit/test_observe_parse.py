@@ -482,3 +482,24 @@ def test_write_world_atomic_json(tmp_path):
 def test_write_world_missing_dir_raises(tmp_path):
     with pytest.raises(OSError):
         write_world(_world(), tmp_path / "nope" / "world.json")
+
+
+def test_plan_inspection_reinspects_what_events_named_even_when_the_list_looks_unchanged():
+    """The list may lag a `die` event: a container an event named is inspected
+    again even when its list key did not change (bench/mttr.py --chain once stalled
+    30 s on a crash the list still showed running)."""
+    from dockwarden.observe.docker import plan_inspection
+    from builders import container
+
+    running = ("running", "/c", ())
+    known = {"id-a": (running, container("a", id="id-a")), "id-b": (running, container("b", id="id-b")),
+             "id-c": (running, container("c", id="id-c"))}
+    keys = {"id-a": running, "id-b": ("exited", "/b", ("137",)), "id-c": running, "id-new": running}
+    reuse, todo = plan_inspection(keys, known, incremental=True)
+    assert sorted(reuse) == ["id-a", "id-c"] and todo == ["id-b", "id-new"]
+    reuse, todo = plan_inspection(keys, known, incremental=True, named={"id-c"})
+    assert sorted(reuse) == ["id-a"] and todo == ["id-b", "id-c", "id-new"]
+    reuse, todo = plan_inspection(keys, known, incremental=True, named={"/a"})  # by name too
+    assert sorted(reuse) == ["id-c"] and todo == ["id-a", "id-b", "id-new"]
+    reuse, todo = plan_inspection(keys, known, incremental=False)
+    assert reuse == {} and todo == list(keys)

@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -197,6 +197,40 @@ def list_key(entry: dict[str, Any]) -> tuple:
     return (entry.get("State"), names[0], tuple(_PARENS.findall(str(entry.get("Status") or ""))))
 
 
+def plan_inspection(keys: dict[str, tuple], known: dict[str, tuple[tuple | None, model.ContainerState]], *,
+                    incremental: bool, named: Collection[str] = ()) -> tuple[dict[str, model.ContainerState],
+                                                                             list[str]]:
+    """Which containers an observation inspects again, and which keep their last state.
+
+    PURE. A container is inspected again when the observation is not
+    incremental, when it was not seen before, when its list key changed, or when
+    an engine event named it (by id or by name). The last rule matters: the list
+    (``GET /containers/json``) is served from a view the engine updates apart
+    from the container itself, and was once seen to show a container still
+    running after its ``die`` event had been read; a pass that trusted the list
+    then left the crash unseen until the next full inspect (bench/mttr.py
+    --chain, a 30 s stall). An inspect reads the container under its lock.
+
+    Args:
+        keys: container id -> :func:`list_key` of this list call.
+        known: container id -> (list key at the last observation or None, state).
+        incremental: reuse states whose list key is unchanged.
+        named: ids (full) or names (with or without "/") that events named.
+    Returns:
+        tuple: (id -> reused state, ids to inspect, in list order).
+    """
+    wanted = {n.lstrip("/") for n in named}
+    reuse: dict[str, model.ContainerState] = {}
+    todo: list[str] = []
+    for cid, key in keys.items():
+        prev = known.get(cid) if incremental else None
+        if prev is not None and prev[0] == key and cid not in wanted and prev[1].name not in wanted:
+            reuse[cid] = prev[1]
+        else:
+            todo.append(cid)
+    return reuse, todo
+
+
 def _restat(c: model.ContainerState, s: Stats | None) -> model.ContainerState:
     """A kept container state with this pass's CPU/memory figures."""
     if s is None or not c.running:
@@ -284,7 +318,8 @@ class ContainerObserver:
         return container_state_from_inspect(attrs, cpu_percent=s[0], memory_bytes=s[1],
                                             memory_limit_bytes=s[2])
 
-    def observe(self, *, with_stats: bool = True, incremental: bool = False) -> list[model.ContainerState]:
+    def observe(self, *, with_stats: bool = True, incremental: bool = False,
+                named: Collection[str] = ()) -> list[model.ContainerState]:
         """Observe every container of the engine.
 
         Lists all containers (``GET /containers/json?all=1``), inspects them
@@ -306,6 +341,8 @@ class ContainerObserver:
                 the last pass that read them are attached to containers still
                 running (stale but stable), or none.
             incremental: re-inspect only containers the list shows changed.
+            named: container ids or names that engine events named since the
+                last pass: always inspected (see :func:`plan_inspection`).
         Returns:
             list[model.ContainerState]: sorted by name.
         Raises:
@@ -316,14 +353,7 @@ class ContainerObserver:
         with self._cache_lock:
             known = self._known
         keys = {c["Id"]: list_key(c) for c in listing}
-        reuse: dict[str, model.ContainerState] = {}
-        todo: list[str] = []
-        for cid, key in keys.items():
-            prev = known.get(cid) if incremental else None
-            if prev is not None and prev[0] == key:
-                reuse[cid] = prev[1]
-            else:
-                todo.append(cid)
+        reuse, todo = plan_inspection(keys, known, incremental=incremental, named=named)
         docs = [d for d in self._pool.map(self._inspect, todo) if d is not None]
         self.last_inspected = len(docs)
         if with_stats:

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def observe_world(observer: ContainerObserver, sampler: HostSampler | None, *, node: str, now: datetime,
                   with_stats: bool = True, docker_root_dir: str | None = None,
-                  incremental: bool = False) -> model.WorldState:
+                  incremental: bool = False, named: Collection[str] = ()) -> model.WorldState:
     """Observe the host and all containers of its engine.
 
     Args:
@@ -41,6 +41,8 @@ def observe_world(observer: ContainerObserver, sampler: HostSampler | None, *, n
             (``ContainerObserver.root_dir``, cached).
         incremental: inspect only containers the list call shows changed
             (``ContainerObserver.observe``).
+        named: ids or names engine events named since the last pass: always
+            inspected (``observe.docker.plan_inspection``).
     Returns:
         model.WorldState: host stats over ``["/", docker_root_dir]`` and the
         containers sorted by name. If the engine is unreachable (any of
@@ -52,7 +54,7 @@ def observe_world(observer: ContainerObserver, sampler: HostSampler | None, *, n
     root = docker_root_dir or observer.root_dir()
     host = sampler.sample(["/", root]) if sampler is not None else None
     try:
-        containers = observer.observe(with_stats=with_stats, incremental=incremental)
+        containers = observer.observe(with_stats=with_stats, incremental=incremental, named=named)
     except ENGINE_ERRORS as e:
         return model.WorldState(node=node, observed_at=now, host=host, containers=(),
                                 engine_ok=False, engine_error=f"{type(e).__name__}: {e}",
