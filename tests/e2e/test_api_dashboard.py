@@ -44,6 +44,22 @@ def _find(b, css: str):
     return b.find_elements(By.CSS_SELECTOR, css)
 
 
+def _click(b, css: str) -> bool:
+    """Click the element ``css`` names; False when it is not there or was replaced
+    between finding and clicking (the page re-renders its lists on every live
+    update: a stale element reference, seen once in a full run)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    found = _find(b, css)
+    if not found:
+        return False
+    try:
+        found[0].click()
+    except StaleElementReferenceException:
+        return False
+    return True
+
+
 def _shot(b, tmp_path: Path, name: str) -> Path:
     p = tmp_path / name
     assert b.save_screenshot(str(p)), name
@@ -90,8 +106,7 @@ def test_dashboard_shows_services_live_events_and_acks_with_the_token(tmp_path, 
         assert b.execute_script("return window.__no_reload") == marker, "the page was reloaded"
 
         # Ack: the token is asked once, kept in sessionStorage, sent as a bearer header.
-        ack = wait_for(lambda: _find(b, f'button.ack[data-id="{inc["id"]}"]'), 10, what="the ack button")[0]
-        ack.click()
+        wait_for(lambda: _click(b, f'button.ack[data-id="{inc["id"]}"]'), 10, what="the ack button clicked")
         wait_for(lambda: _find(b, "#token-dialog[open]"), 5, what="the token dialog")
         _find(b, "#token-input")[0].send_keys(token)
         _find(b, "#token-save")[0].click()
