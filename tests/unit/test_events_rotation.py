@@ -118,10 +118,14 @@ def test_read_events_skips_torn_lines_and_filters(tmp_path):
     assert read_events(tmp_path / "nowhere") == [] and oldest_event_time(tmp_path / "nowhere") is None
 
 
-def _writer(path: str, who: str, n: int, max_bytes: int, rotated_files: int, barrier) -> None:
+def _writer(path: str, who: str, n: int, max_bytes: int, rotated_files: int, barrier, tail: int = 0) -> None:
     log = EventLog(path, None, max_bytes=max_bytes, rotated_files=rotated_files)
     barrier.wait(timeout=60)  # all writers start together
     for i in range(n):
+        if tail and i == n - tail:
+            # ...and write their last lines together too: a writer that got ahead would
+            # otherwise fill the kept files alone (seen once in a full run on a busy machine).
+            barrier.wait(timeout=60)
         log.send(Event(type=EventType.DRIFT_DETECTED, ts=NOW, node="local", service=who, reason=str(i),
                        details={"pad": "y" * (i % 97)}))
     if log.failures or log.rotation_failures:
@@ -132,7 +136,7 @@ def _run_writers(path, writers: tuple[str, ...], n: int, max_bytes: int, rotated
     """Run one process per writer, all appending at once; the files' contents, oldest first."""
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(len(writers))
-    procs = [ctx.Process(target=_writer, args=(str(path), who, n, max_bytes, rotated_files, barrier))
+    procs = [ctx.Process(target=_writer, args=(str(path), who, n, max_bytes, rotated_files, barrier, 60))
              for who in writers]
     for p in procs:
         p.start()
