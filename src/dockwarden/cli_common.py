@@ -83,7 +83,7 @@ def human_bytes(n: int | None) -> str:
     return str(n)
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])\Z")
 
 
 def parse_since(value: str | None) -> datetime | None:

@@ -17,7 +17,7 @@ import typer
 
 from dockwarden.cli_common import InventoryOpt, NodeOpt, PolicyOpt, StateDirOpt, err, fail, out, settings_from
 
-_NODE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_NODE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 
 
 def _label_filter(values: list[str] | None) -> dict[str, str | None]:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from dockwarden.redact import describe_value, is_plain_name
 
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\Z")
 
 
 def format_loc(loc: tuple | list) -> str:

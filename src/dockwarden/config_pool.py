@@ -23,16 +23,16 @@ from dockwarden.redact import describe_value
 
 #: Docker's rule for container names (``[a-zA-Z0-9][a-zA-Z0-9_.-]+``, moby
 #: daemon/names.go); a pool name is ``<prefix>-<n>``.
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 #: A secret's file name under /run/secrets (no path separators, no dot files).
-SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 #: An environment variable name (POSIX portable character set).
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Labels the pool sets itself; ``dockwarden.enable`` would make the reconcile
 #: loop treat a pool container as a desired service.
 RESERVED_LABELS = frozenset({"dockwarden.pool", "dockwarden.managed", "dockwarden.enable"})
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*\Z", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 #: Docker refuses memory limits below 6 MiB (moby daemon: "Minimum memory limit allowed is 6MB").
 MIN_MEMORY_BYTES = 6 * 1024 * 1024

@@ -38,8 +38,8 @@ _SECRET_QUERY = frozenset({"password", "pass", "pw", "secret", "token", "key", "
 
 #: A value short and plain enough to echo in an error (a number-like word, an
 #: identifier, a size like 512m, a time like 03:00, a day name).
-_PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,39}$")
-_HOST = re.compile(r"^(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+_PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,39}\Z")
+_HOST = re.compile(r"^(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?\Z")
 _MAX_PLAIN = 40
 
 
@@ -62,7 +62,7 @@ def field_is_secret(path: str | Sequence[Any]) -> bool:
     return False
 
 
-_NAME_WORD = re.compile(r"^(?:[a-z]+|[A-Z]+|[A-Z][a-z]+)[0-9]{0,3}$|^[0-9]{1,4}$")
+_NAME_WORD = re.compile(r"^(?:[a-z]+|[A-Z]+|[A-Z][a-z]+)[0-9]{0,3}\Z|^[0-9]{1,4}\Z")
 
 
 def is_plain_name(name: str) -> bool:
@@ -178,8 +178,8 @@ def _host(authority: str) -> str:
 
 
 #: A number or version written as text (``9.3e18``, ``1.2.3``, ``-1``, ``10.0.0.1``).
-_NUMBERISH = re.compile(r"^[+-]?[0-9][0-9_]*(?:\.[0-9_]*)*(?:[eE][+-]?[0-9]+)?$")
-_PATHISH = re.compile(r"^[A-Za-z0-9_./*?:+-]{1,100}$")
+_NUMBERISH = re.compile(r"^[+-]?[0-9][0-9_]*(?:\.[0-9_]*)*(?:[eE][+-]?[0-9]+)?\Z")
+_PATHISH = re.compile(r"^[A-Za-z0-9_./*?:+-]{1,100}\Z")
 
 
 def _plain_path(value: str) -> bool:

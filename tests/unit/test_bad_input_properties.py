@@ -122,6 +122,9 @@ def _parse_inventory(path: Path) -> None:
 # Found by this test: a dotted key read as a path ("services[0].0.").
 @example(doc={"services": [{"0.": None}]})
 @example(doc={1: 2, None: 3})  # non-string keys
+# Found by this test: a key ending in a newline passed an ``^...$`` check (``$`` matches before
+# a final newline) and broke the message in two lines; every anchored pattern now ends in ``\Z``.
+@example(doc={"services": [{"A\n": None}]})
 def test_inventory_any_yaml_document_gives_a_config_error_or_services(tmp_path, doc):
     f = tmp_path / "services.yaml"
     f.write_text(yaml.safe_dump(doc, allow_unicode=True))

@@ -78,3 +78,15 @@ def test_sizes_and_mounts() -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(ValidationError):
         PoolSettings().max = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("field,value", [("prefix", "worker\n"), ("env", {"PATH\n": "x"}),
+                                         ("memory", "512m\n\n")])
+def test_a_trailing_newline_is_not_a_valid_name(field: str, value) -> None:
+    """``^...$`` lets ``"worker\\n"`` through (``$`` matches before a final newline); names
+    end in ``\\Z``. A trailing newline in a prefix would reach Docker as a container name."""
+    if field == "memory":
+        assert parse_size("512m\n") == 512 * 1024 * 1024  # surrounding blanks are allowed in a size
+        value = "512m\nx"
+    with pytest.raises(ValidationError):
+        PoolSettings(**{field: value})

@@ -47,7 +47,7 @@ TIER_TITLES = {
     "containers": "stopped containers neither tracked nor intent-stopped",
     "images": "unused images no tracked service references",
 }
-_HEX_ID = re.compile(r"^(sha256:)?[0-9a-f]{12,64}$")
+_HEX_ID = re.compile(r"^(sha256:)?[0-9a-f]{12,64}\Z")
 
 
 @dataclass(frozen=True)
