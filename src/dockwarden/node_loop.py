@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 
 from dockwarden.actions import ActionDone, ActionProtocol, ActionRunner, error_digest
@@ -45,7 +45,7 @@ from dockwarden.observe.events import EngineLost, EventStream, event_from_dict
 from dockwarden.observe.host import HostSampler
 from dockwarden.observe.liveness import EngineDown, EngineUp, EngineWatch, EventMark, engine_remembers, manually_stopped
 from dockwarden.observe.world import observe_world, replace_containers, unreported_changes, write_world
-from dockwarden.operator_intent import OperatorIntent
+from dockwarden.operator_intent import ENGINE_SHUTDOWN_WINDOW_S, OperatorIntent
 from dockwarden.pipeline import PassResult, Reconciler
 from dockwarden.reconcile.backoff import exponential_delay_s
 from dockwarden.reconcile.drift import effective_intent, state_write_drift
@@ -505,6 +505,8 @@ class NodeLoop:
             if decided["taken_back"] or decided["kept"]:
                 log.info("remembered stops: taken back %s, kept %s", decided["taken_back"], decided["kept"])
         until = parse_time(info.get("system_time")) or utcnow()
+        if restarted or rebooted:
+            self.intent_reader.engine_started_up(self._engine_start(until), until)
         if self._last_mark is not None and not restarted:
             self._replay(client, self._last_mark.time, until)
         watched = [t for t in (self._last_mark.time if self._last_mark else None,
@@ -554,6 +556,17 @@ class NodeLoop:
             return None
         remembers = engine_remembers(client, self._last_mark)
         return None if remembers is None else not remembers
+
+    def _engine_start(self, answered: datetime) -> datetime:
+        """When the restarted engine started: its process's start time (recorded by
+        ``recovery.engine_start_changed``) on a local engine, else the last event
+        seen before the loss, else :data:`ENGINE_SHUTDOWN_WINDOW_S` before it answered."""
+        recorded = self.store.checkpoint("engine_started_at") if self.recovery.local else None
+        if recorded is not None:
+            return datetime.fromtimestamp(float(recorded), timezone.utc)
+        if self._last_mark is not None:
+            return self._last_mark.time
+        return answered - timedelta(seconds=ENGINE_SHUTDOWN_WINDOW_S)
 
     def _mark_engine_lost(self, error: str) -> None:
         if self.store.checkpoint("engine") != "lost":

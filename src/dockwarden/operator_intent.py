@@ -34,6 +34,17 @@ Stops by the engine's own shutdown look exactly like ``docker stop``. They are
 remembered in the store (``observed_stops``) and taken back only on evidence
 that the engine restarted (:meth:`OperatorIntent.reconsider_stops`), never on a
 mere loss of the event stream.
+
+Stops by the engine's own *start-up* look the same too: a ``dockerd`` killed
+with SIGKILL (no live-restore) finds its containers still running under their
+shims when it starts again, and stops them during its restore, before its API
+answers (``kill`` -> ``die`` -> ``stop``, and Engine 20.10 marks them
+``HasBeenManuallyStopped``). Those events are read after the reconnect, through
+the new stream (its ``since`` has one-second resolution). With evidence of the
+restart, :meth:`OperatorIntent.engine_started_up` names the window from the
+engine's start to its first answer; stop events stamped (engine clock) inside it
+are the engine's, never intent. No operator command can run in it: the API did
+not answer yet.
 """
 
 from __future__ import annotations
@@ -126,6 +137,7 @@ class OperatorIntent:
         self.store = store
         self._emit = emit
         self._traces: dict[str, _Trace] = {}
+        self._start_up: tuple[datetime, datetime] | None = None
 
     # ------------------------------------------------------------------ queries
 
@@ -160,6 +172,11 @@ class OperatorIntent:
         if base not in ("kill", "die", "stop", "destroy", "start", "pause", "unpause"):
             return
         cid = ev.container_id
+        if base in ("kill", "die", "stop") and self._during_start_up(ev):
+            self._traces.pop(cid, None)
+            log.debug("%s: %s of %s at %s is the engine's own start-up clean-up, not intent",
+                      spec.name, base, ev.name, ev.time)
+            return
         causes = {"start": _START_CAUSES, "unpause": _START_CAUSES, "destroy": _DESTROY_CAUSES}.get(
             base, _STOP_CAUSES)
         if base != "pause" and self.store.own_action(spec.name, cid, ev.at, OWN_ACTION_SLACK_S, causes):
@@ -271,6 +288,22 @@ class OperatorIntent:
         return adopted
 
     # ------------------------------------------------------------------ engine restarts
+
+    def engine_started_up(self, started: datetime, answered: datetime) -> None:
+        """The engine restarted: it started at ``started`` and first answered at
+        ``answered`` (both on the engine's clock, UTC). Stop events stamped in
+        between are its restore's clean-up, not the operator's (module docstring).
+        A later call replaces the window.
+
+        Args:
+            started: the engine process's start (psutil on a local engine), else
+                the last event seen before the loss.
+            answered: the engine's ``SystemTime`` in its first answer after the restart.
+        """
+        self._start_up = (min(started, answered), answered)
+
+    def _during_start_up(self, ev: EngineEvent) -> bool:
+        return self._start_up is not None and self._start_up[0] <= ev.time <= self._start_up[1]
 
     def _take_back(self, stop: dict, why: str) -> None:
         """Undo an observed-stop intent that turned out not to be the operator's wish."""

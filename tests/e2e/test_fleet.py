@@ -405,11 +405,7 @@ def test_tls_node_with_a_ca_bundle_in_the_environment(fleet, placed, fleet_daemo
 
 
 @pytest.mark.parametrize("how", [
-    pytest.param("dockerd", marks=pytest.mark.xfail(strict=False, reason=(
-        "known bug, seen once in four full runs: after dockerd is killed and started again, the "
-        "kill/die/stop events of its own clean-up at start (no live-restore) may be read after "
-        "the reconnect as operator stops, so the node's services stay stopped; fix: stops "
-        "stamped between the engine's start and its first answer are the engine's own"))),
+    "dockerd",
     "host",
 ])
 def test_killed_engine_goes_offline_others_heal_as_fast_and_it_comes_back(fleet, placed, fleet_daemon, how):

@@ -191,3 +191,22 @@ def test_an_action_that_never_finished_explains_nothing_after_its_deadline(reade
                                T0 + timedelta(seconds=20))
     feed(reader, ev("kill", 50, signal="15"), ev("die", 50.2), ev("stop", 50.2))
     assert intent(reader) is Intent.STOPPED
+
+
+def test_stops_of_the_engines_own_start_up_are_not_intent(reader):
+    """A dockerd killed with SIGKILL stops the containers it finds still running when it
+    starts again (no live-restore), before its API answers; those events arrive after
+    the reconnect. Stamped between the engine's start and its first answer: not intent.
+    A stop after the first answer is the operator's again."""
+    reader.engine_started_up(T0 + timedelta(seconds=10), T0 + timedelta(seconds=12))
+    feed(reader, ev("kill", 11, signal="15"), ev("die", 11.2, exitCode="0"), ev("stop", 11.3))
+    assert intent(reader) is None and reader.held(T0 + timedelta(seconds=12)) == set()
+    feed(reader, ev("kill", 12.5, signal="15"), ev("die", 12.6), ev("stop", 12.7))
+    assert intent(reader) is Intent.STOPPED
+
+
+def test_a_stop_before_the_engine_restarted_stays_the_operators(reader):
+    """issue 8.7: a `docker stop` made before the engine went away is not the engine's own."""
+    reader.engine_started_up(T0 + timedelta(seconds=10), T0 + timedelta(seconds=12))
+    feed(reader, ev("kill", 5, signal="15"), ev("die", 5.1), ev("stop", 5.2))
+    assert intent(reader) is Intent.STOPPED
