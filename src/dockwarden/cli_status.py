@@ -25,7 +25,7 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
     from dockwarden.execute import Executor
     from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
     from dockwarden.observe.host import HostSampler
-    from dockwarden.observe.world import observe_world, write_world
+    from dockwarden.observe.world import observe_world, resample, write_world
     from dockwarden.pipeline import Reconciler
     from dockwarden.model import WorldState
     from dockwarden.sinks.events import EventLog
@@ -45,10 +45,13 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
         client = connect(s.docker_host)
         observer = ContainerObserver(client)
         root = observer.engine_info().get("root_dir")
-        observe_world(observer, sampler, node=desired.node, now=utcnow(), with_stats=True, docker_root_dir=root)
-        time.sleep(0.25)  # CPU % needs a second sample of the counters: one more list call and cgroup read,
-        world = observe_world(observer, sampler, node=desired.node, now=utcnow(), with_stats=True,
-                              docker_root_dir=root, incremental=True)  # not a second inspect of everything
+        first = observe_world(observer, sampler, node=desired.node, now=utcnow(), with_stats=True,
+                              docker_root_dir=root, sparse=_must_inspect(desired, pol, store))
+        if first.engine_ok:
+            time.sleep(0.25)  # CPU % needs a second sample of the counters (not a second observation)
+            world = resample(first, observer, sampler, now=utcnow())
+        else:
+            world = first
     except ENGINE_ERRORS as e:
         client = None
         world = WorldState(node=desired.node, observed_at=utcnow(), host=sampler.sample(["/"]), engine_ok=False,
@@ -86,6 +89,35 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
     if lock is not None:
         lock.close()
     return ev, store
+
+
+def _must_inspect(desired, pol, store):
+    """For a sparse observation (``ContainerObserver.observe``): the running
+    containers built from the list that must be inspected all the same, given
+    those list-built states: a tracked service's container whose creation spec
+    was not recorded since it was created (``recreate`` needs it) or that has an
+    action waiting for its verdict (judged by its start time)."""
+    from dockwarden.inventory import merge_labelled
+    from dockwarden.model import WorldState
+    from dockwarden.reconcile.resolve import find_container
+
+    seen = store.spec_times()
+    pending = set(store.pending_actions())
+
+    def plan(light):
+        world = WorldState(node=desired.node, observed_at=utcnow(), host=None, containers=tuple(light))
+        merged, _ = merge_labelled(desired, world.containers, pol.labels)
+        out = []
+        for name, spec in merged.services.items():
+            c = find_container(spec, world)
+            if c is None:
+                continue
+            t = seen.get(name)
+            if name in pending or t is None or c.created_at is None or t < c.created_at:
+                out.append(c.id)
+        return out
+
+    return plan
 
 
 def _evaluation_json(ev, s: Settings, store: Store, *, mode: Mode | None = None, policy=None) -> dict[str, Any]:

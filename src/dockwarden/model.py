@@ -326,6 +326,7 @@ class ContainerState:
     memory_bytes: int | None = None
     memory_limit_bytes: int | None = None  # None when unlimited
     spec: dict[str, Any] | None = None  # creation spec for `recreate` (see observe.inspect.spec_of)
+    inspected: bool = True  # False: built from the list call only (observe.inspect.container_state_from_list)
 
     @property
     def running(self) -> bool:
@@ -712,15 +713,26 @@ class Event:
 # --------------------------------------------------------------------------- serialisation
 
 
+_JSON_LEAVES = frozenset({str, int, float, bool, type(None)})
+#: Field names per dataclass type, read once (``dataclasses.fields`` is slow at 1 000 containers a pass).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def to_jsonable(obj: Any) -> Any:
     """Turn model records (dataclasses, enums, datetimes, tuples) into JSON-ready
     values. Datetimes become RFC 3339 UTC strings."""
+    t = type(obj)
+    if t in _JSON_LEAVES:  # exact types: an enum member (even an IntEnum) is never a leaf here
+        return obj
     if isinstance(obj, datetime):
         return rfc3339(obj)
     if isinstance(obj, enum.Enum):
         return obj.name if isinstance(obj, Priority) else obj.value
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    names = _FIELD_NAMES.get(t)
+    if names is None and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELD_NAMES[t] = tuple(f.name for f in dataclasses.fields(obj))
+    if names is not None:
+        return {n: to_jsonable(getattr(obj, n)) for n in names}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):

@@ -76,8 +76,6 @@ STALE_STREAM_AFTER_S = 3.0
 #: Seconds between full observations that inspect every container; the resyncs
 #: between them inspect only what the list call shows changed (issue 9).
 FULL_INSPECT_EVERY_S = 300.0
-#: world.json is rewritten on every full pass, and at most this often on others (seconds).
-WORLD_WRITE_MIN_S = 1.0
 #: Events remembered to drop duplicates of a replay (bounded memory).
 RECENT_EVENTS_KEPT = 1024
 
@@ -159,6 +157,7 @@ class NodeLoop:
         self.world: WorldState | None = None
         self.docker_root_dir: str | None = None
         self.passes = 0
+        self.pipeline_ms = 0.0  # the last pass's reconcile pipeline (run_pass), for the debug log
         self.workers: list[Worker] = list(workers)
         self.last_result: PassResult | None = None
         self.spikes = SpikeState()
@@ -170,7 +169,6 @@ class NodeLoop:
         self._last_mark: EventMark | None = None
         self._recent_events: dict[tuple, None] = {}  # insertion-ordered, bounded
         self._full_inspect_at = 0.0  # monotonic time of the next full (every container) inspect
-        self._world_written_at = 0.0
 
     # ------------------------------------------------------------------ control
 
@@ -421,8 +419,9 @@ class NodeLoop:
         result = self._pass(world, full_pass=full)
         if log.isEnabledFor(logging.DEBUG):
             inspected = len(dirty) if kind == "refresh" else (self.observer.last_inspected if self.observer else 0)
-            log.debug("pass kind=%s containers=%d inspected=%d observe_ms=%.1f duration_ms=%.1f", kind,
-                      len(world.containers), inspected, (t1 - t0) * 1000, (time.monotonic() - t0) * 1000)
+            log.debug("pass kind=%s containers=%d inspected=%d observe_ms=%.1f pipeline_ms=%.1f duration_ms=%.1f",
+                      kind, len(world.containers), inspected, (t1 - t0) * 1000, self.pipeline_ms,
+                      (time.monotonic() - t0) * 1000)
         if not self.ready:
             self.ready = True
             self._emit(EventType.DAEMON_READY, "dockwarden is ready: engine connected, events subscribed, "
@@ -757,6 +756,7 @@ class NodeLoop:
                                           extra_drifts=self._worker_drifts() + self.spike_drifts + state,
                                           full_pass=full_pass, held=self.intent_reader.held(now),
                                           recovering=self.recovery.active)
+        self.pipeline_ms = (time.monotonic() - t0) * 1000
         desired = result.evaluation.desired
         if world.engine_ok:
             if full_pass:
@@ -785,11 +785,10 @@ class NodeLoop:
                 write_status(self.status_doc, self.settings.state_dir)
         except OSError as e:
             log.error("status.json: cannot write: %s", e)
-        now_m = time.monotonic()
-        if full_pass or now_m - self._world_written_at >= WORLD_WRITE_MIN_S:
-            # world.json (every container, for people and jq) can be megabytes on a big host: an
-            # event-driven pass (a crash) writes it at most once per WORLD_WRITE_MIN_S.
-            self._world_written_at = now_m
+        if full_pass:
+            # world.json (every container, for people and jq) is about 1 MB and 100 ms at 1 000
+            # containers: written by the resync passes only, never on the way from a crash to its
+            # restart (event-driven passes; status.json says what they saw).
             try:
                 name = f"world-{self.name}.json" if self.shared.several else "world.json"
                 write_world(world, self.settings.state_dir / name)

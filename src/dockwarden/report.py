@@ -59,7 +59,8 @@ def status_document(ev: Evaluation, *, daemon_running: bool, mode: Mode | None =
         services.append({
             "service": name, "name": name, "node": node, "container": c.name if c else spec.container_name,
             "source": spec.source.value, "state": state, "health": c.health if c else None,
-            "exit_code": c.exit_code if c else None, "restart_count": c.restart_count if c else None,
+            "exit_code": c.exit_code if c else None,
+            "restart_count": c.restart_count if c and c.inspected else None,  # None: listed, not inspected
             "cpu_percent": c.cpu_percent if c else None, "memory_bytes": c.memory_bytes if c else None,
             "intent": effective_intent(spec, rec_i).value,
             "intent_source": rec_i.source.value if rec_i else spec.source.value,

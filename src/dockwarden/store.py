@@ -742,6 +742,15 @@ class Store(FeatureDB):
             )
             return True
 
+    def spec_times(self) -> dict[str, datetime]:
+        """When each service's recorded spec last changed: ``{service: seen_at}`` (UTC)."""
+        out = {}
+        for r in self._q("SELECT service, seen_at FROM specs WHERE node = ?", (self.node,)):
+            t = parse_time(r["seen_at"])
+            if t is not None:
+                out[r["service"]] = t
+        return out
+
     def specs(self) -> dict[str, dict[str, Any]]:
         return {r["service"]: json.loads(r["spec"])
                 for r in self._q("SELECT service, spec FROM specs WHERE node = ?", (self.node,))}

@@ -476,3 +476,38 @@ def test_incremental_observation_inspects_only_what_changed(client, make, observ
     assert after[ours[1].id].running and after[ours[1].id] == full[ours[1].id]  # kept, not re-inspected
     assert 2 <= observer.last_inspected <= 2 + changed_elsewhere + 5, observer.last_inspected
     assert observer.last_inspected < len(after) or len(after) <= 7
+
+
+def test_sparse_observation_inspects_only_what_the_list_cannot_tell(client, make, observer):
+    """issue 9 (`once`): running containers whose status shows nothing wrong are
+    built from the list; an exited one and an unhealthy one are inspected (exit code,
+    health output), and so is a running one the caller names (a spec to record).
+    A second read of the counters alone gives CPU % without observing again."""
+    up = make(["sleep", "300"])
+    named = make(["sleep", "300"])
+    dead = make(["sh", "-c", "exit 3"])
+    sick = make(["sleep", "300"], healthcheck={"test": ["CMD-SHELL", "false"], "interval": 300_000_000,
+                                               "retries": 1})
+    client.api.wait(dead.id)
+    _wait(lambda: client.api.inspect_container(sick.id)["State"].get("Health", {}).get("Status") == "unhealthy")
+    given: list = []
+
+    def must(light):
+        given.extend(light)
+        return [named.name]
+
+    got = {c.id: c for c in observer.observe(with_stats=True, sparse=must)}
+    assert up.id in {c.id for c in given} and dead.id not in {c.id for c in given}
+    assert got[up.id].running and got[up.id].inspected is False and got[up.id].spec is None
+    assert got[named.id].inspected and got[named.id].spec is not None and got[named.id].started_at is not None
+    assert got[dead.id].inspected and got[dead.id].exit_code == 3
+    assert got[sick.id].inspected and got[sick.id].health == "unhealthy" and got[sick.id].health_failing_streak >= 1
+    time.sleep(0.2)
+    again = observer.restat([got[up.id], got[dead.id]])
+    assert [c.id for c in again] == [up.id, dead.id]
+    if observer.stats_source == "cgroup":
+        assert again[0].cpu_percent is not None and again[0].memory_bytes  # the second sample gives CPU %
+    assert again[1] == got[dead.id]  # not running: nothing to read
+    # The next incremental observation inspects what the sparse one only listed.
+    observer.observe(with_stats=False, incremental=True)
+    assert observer.last_inspected >= len([c for c in got.values() if not c.inspected])

@@ -503,3 +503,37 @@ def test_plan_inspection_reinspects_what_events_named_even_when_the_list_looks_u
     assert sorted(reuse) == ["id-c"] and todo == ["id-a", "id-b", "id-new"]
     reuse, todo = plan_inspection(keys, known, incremental=False)
     assert reuse == {} and todo == list(keys)
+
+
+def test_sparse_split_inspects_everything_whose_status_shows_trouble():
+    """A sparse observation (``once``) builds only running containers with nothing
+    wrong in their status from the list; exited, restarting, paused, created,
+    unhealthy and still-starting ones are inspected (exit code, OOM, restarts, health)."""
+    from dockwarden.observe.docker import list_key, sparse_split
+
+    def key(state: str, status: str) -> tuple:
+        return list_key({"State": state, "Names": ["/x"], "Status": status})
+
+    keys = {"up": key("running", "Up 2 hours"), "healthy": key("running", "Up 5 minutes (healthy)"),
+            "sick": key("running", "Up 5 minutes (unhealthy)"),
+            "starting": key("running", "Up 3 seconds (health: starting)"),
+            "exited": key("exited", "Exited (137) 2 seconds ago"), "loop": key("restarting", "Restarting (1) 1 second ago"),
+            "paused": key("paused", "Up 1 hour (Paused)"), "new": key("created", "Created")}
+    light, rest = sparse_split(keys, list(keys))
+    assert light == ["up", "healthy"]
+    assert rest == ["sick", "starting", "exited", "loop", "paused", "new"]
+
+
+def test_container_state_from_a_list_entry():
+    from dockwarden.observe.inspect import container_state_from_list
+
+    entry = {"Id": "abc", "Names": ["/web-1"], "Image": "nginx:1", "State": "running", "Created": 1700000000,
+             "Status": "Up 5 minutes (healthy)", "Labels": {"com.docker.compose.project": "p",
+                                                             "com.docker.compose.service": "web"}}
+    c = container_state_from_list(entry)
+    assert (c.id, c.name, c.image, c.state, c.health) == ("abc", "web-1", "nginx:1", "running", "healthy")
+    assert (c.compose_project, c.compose_service) == ("p", "web")
+    assert c.created_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)
+    assert c.inspected is False and c.spec is None and c.started_at is None
+    assert container_state_from_list({**entry, "Status": "Up 1 second (health: starting)"}).health == "starting"
+    assert container_state_from_list({**entry, "Status": "Up 1 hour"}).health is None

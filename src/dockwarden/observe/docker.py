@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import urllib.parse
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,7 +33,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from dockwarden import model
-from dockwarden.observe.inspect import container_state_from_inspect
+from dockwarden.observe.inspect import container_state_from_inspect, container_state_from_list
 from dockwarden.observe.stats import ApiStatsReader, CgroupStatsReader, Stats
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,32 @@ def plan_inspection(keys: dict[str, tuple], known: dict[str, tuple[tuple | None,
     return reuse, todo
 
 
+def sparse_split(keys: dict[str, tuple], todo: list[str]) -> tuple[list[str], list[str]]:
+    """Which of the containers to inspect a sparse observation builds from the list alone.
+
+    PURE. A running container whose status text shows no health trouble (no
+    ``(unhealthy)``, no ``(health: starting)``) needs no inspect for any drift
+    rule: its list entry says it runs and is healthy or has no healthcheck
+    (``observe.inspect.container_state_from_list``). Everything else (exited,
+    restarting, paused, created, dead, unhealthy, starting) is inspected: its
+    exit code, OOM flag, restart count and health output matter.
+
+    Args:
+        keys: container id -> :func:`list_key`.
+        todo: ids :func:`plan_inspection` would inspect.
+    Returns:
+        tuple: (ids built from the list, ids still to inspect), each in ``todo`` order.
+    """
+    light, rest = [], []
+    for cid in todo:
+        state, _, parens = keys[cid]
+        if state == "running" and "unhealthy" not in parens and "health: starting" not in parens:
+            light.append(cid)
+        else:
+            rest.append(cid)
+    return light, rest
+
+
 def _restat(c: model.ContainerState, s: Stats | None) -> model.ContainerState:
     """A kept container state with this pass's CPU/memory figures."""
     if s is None or not c.running:
@@ -319,7 +345,9 @@ class ContainerObserver:
                                             memory_limit_bytes=s[2])
 
     def observe(self, *, with_stats: bool = True, incremental: bool = False,
-                named: Collection[str] = ()) -> list[model.ContainerState]:
+                named: Collection[str] = (),
+                sparse: Callable[[list[model.ContainerState]], Collection[str]] | None = None,
+                ) -> list[model.ContainerState]:
         """Observe every container of the engine.
 
         Lists all containers (``GET /containers/json?all=1``), inspects them
@@ -343,6 +371,13 @@ class ContainerObserver:
             incremental: re-inspect only containers the list shows changed.
             named: container ids or names that engine events named since the
                 last pass: always inspected (see :func:`plan_inspection`).
+            sparse: build running containers with nothing wrong in their status
+                from the list entry (:func:`sparse_split`, ``inspected`` False)
+                instead of inspecting them, except those the callable names (ids
+                or names) when given those list-built states: for a one-shot
+                observation (``once``) that must still read, say, the spec of a
+                tracked container it never recorded. 1 000 inspects take about
+                4 s of the engine's time on 2 cores; the list, 0.2 s.
         Returns:
             list[model.ContainerState]: sorted by name.
         Raises:
@@ -354,11 +389,19 @@ class ContainerObserver:
             known = self._known
         keys = {c["Id"]: list_key(c) for c in listing}
         reuse, todo = plan_inspection(keys, known, incremental=incremental, named=named)
+        light: list[model.ContainerState] = []
+        if sparse is not None:
+            light_ids, todo = sparse_split(keys, todo)
+            entries = {c["Id"]: c for c in listing}
+            light = [container_state_from_list(entries[cid]) for cid in light_ids]
+            must = {n.lstrip("/") for n in sparse(light)}
+            todo += [c.id for c in light if c.id in must or c.name in must]
+            light = [c for c in light if c.id not in must and c.name not in must]
         docs = [d for d in self._pool.map(self._inspect, todo) if d is not None]
         self.last_inspected = len(docs)
         if with_stats:
             running = [d["Id"] for d in docs if (d.get("State") or {}).get("Status") == "running"]
-            running += [cid for cid, c in reuse.items() if c.running]
+            running += [cid for cid, c in reuse.items() if c.running] + [c.id for c in light]
             stats = self._read_stats(running)
             with self._cache_lock:
                 self._stats_cache = dict(stats)
@@ -367,11 +410,31 @@ class ContainerObserver:
                 stats = dict(self._stats_cache)
         states = [self._with_stats(d, stats) for d in docs]
         states += [_restat(c, stats.get(cid)) for cid, c in reuse.items()]
+        states += [_restat(c, stats.get(c.id)) for c in light]
         states.sort(key=lambda c: (c.name, c.id))
-        fresh = {c.id: (keys.get(c.id), c) for c in states}
+        # A list-built state is never reused: the next incremental observation inspects it.
+        fresh = {c.id: (keys.get(c.id) if c.inspected else None, c) for c in states}
         with self._cache_lock:
             self._known = fresh
         return states
+
+    def restat(self, containers: Sequence[model.ContainerState]) -> list[model.ContainerState]:
+        """The same containers with fresh CPU/memory figures (no list, no inspect).
+
+        A second stats read a short interval after an observation gives CPU %
+        (``once``: two reads of the cgroup counters instead of two observations).
+
+        Args:
+            containers: states from :meth:`observe`.
+        Returns:
+            list[model.ContainerState]: same order; figures of running ones replaced.
+        Raises:
+            Exceptions in :data:`ENGINE_ERRORS`: only when the API stats reader is used.
+        """
+        stats = self._read_stats([c.id for c in containers if c.running])
+        with self._cache_lock:
+            self._stats_cache = dict(stats)
+        return [_restat(c, stats.get(c.id)) for c in containers]
 
     def inspect_one(self, name_or_id: str) -> model.ContainerState | None:
         """Inspect one container, fast (one API call, no stats read).

@@ -8,6 +8,7 @@ engine, no I/O; tested on hand-written documents.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from dockwarden import model
@@ -258,4 +259,48 @@ def container_state_from_inspect(attrs: dict[str, Any], *, cpu_percent: float | 
         memory_bytes=memory_bytes,
         memory_limit_bytes=memory_limit_bytes,
         spec=spec_of(attrs),
+    )
+
+
+#: Health as the list's status text shows it: ``Up 2 minutes (healthy)``, ``(unhealthy)``,
+#: ``(health: starting)``.
+_LIST_HEALTH = {"(healthy)": "healthy", "(unhealthy)": "unhealthy", "(health: starting)": "starting"}
+
+
+def container_state_from_list(entry: dict[str, Any]) -> model.ContainerState:
+    """Map a container list entry (``GET /containers/json?all=1``) to a
+    :class:`model.ContainerState`, without an inspect.
+
+    PURE. What the list gives: id, name, image, state, health (from the status
+    text), labels, compose project/service, creation time. What only an inspect
+    gives stays at its default and ``inspected`` is False: restart count, pid,
+    start/finish times, exit code, OOM flag, restart policy, stop signal,
+    health streak and output, and the creation ``spec``. Meant for a running
+    container whose status shows nothing wrong (``plan_inspection``'s sparse
+    mode): the drift rules read none of those fields for it.
+
+    Args:
+        entry: one list entry (``Id``, ``Names``, ``Image``, ``State``,
+            ``Status``, ``Labels``, ``Created`` in Unix seconds).
+    Returns:
+        model.ContainerState: with ``inspected=False``.
+    Raises:
+        KeyError: ``entry`` has no ``Id``.
+    """
+    labels = dict(entry.get("Labels") or {})
+    status_text = str(entry.get("Status") or "")
+    health = next((h for k, h in _LIST_HEALTH.items() if k in status_text), None)
+    created = entry.get("Created")
+    names = entry.get("Names") or [""]
+    return model.ContainerState(
+        id=entry["Id"],
+        name=str(names[0]).lstrip("/"),
+        image=str(entry.get("Image") or ""),
+        state=str(entry.get("State") or ""),
+        health=health,
+        created_at=datetime.fromtimestamp(int(created), timezone.utc) if created else None,
+        labels=labels,
+        compose_project=labels.get(COMPOSE_PROJECT_LABEL),
+        compose_service=labels.get(COMPOSE_SERVICE_LABEL),
+        inspected=False,
     )
