@@ -72,6 +72,11 @@ def test_container_environment_stays_in_the_database_and_state_is_private(tmp_pa
         r = d.cli(*args)
         assert r.returncode in (0, 1, 2), (args, r.returncode, r.stderr)
         outputs[" ".join(args)] = r.stdout + r.stderr
+    # The daemon's world.json saw the container, by its environment's names only (a `once`
+    # without a daemon lists a running container it has a recorded spec of, not inspects it).
+    world = json.loads((d.state_dir / "world.json").read_text())
+    spec = next(c["spec"] for c in world["containers"] if c["name"] == name)
+    assert "DW_PLANTED_SECRET" in spec["environment_keys"] and "environment" not in spec
     assert d.stop() == 0
     r = d.cli("once", "--json")  # no daemon: this one acts and writes world.json itself
     assert r.returncode in (0, 1, 2), r.stderr
@@ -82,10 +87,6 @@ def test_container_environment_stays_in_the_database_and_state_is_private(tmp_pa
     # The plant reached dockwarden: the database holds the spec (else this test proves nothing)...
     holding = _files_holding(sd, token)
     assert holding & DB_FILES, f"token not recorded in the database: {holding}"
-    # ...and world.json saw the container, by its environment's names only.
-    world = json.loads((sd / "world.json").read_text())
-    spec = next(c["spec"] for c in world["containers"] if c["name"] == name)
-    assert "DW_PLANTED_SECRET" in spec["environment_keys"] and "environment" not in spec
     # Nowhere else.
     assert holding <= DB_FILES, f"the container's environment leaked into {sorted(holding - DB_FILES)}"
     for what, text in outputs.items():

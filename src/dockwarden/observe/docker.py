@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import os
 import re
 import threading
 import urllib.parse
@@ -32,7 +33,7 @@ import requests.adapters
 import requests.exceptions
 import urllib3.exceptions
 
-from dockwarden import model
+from dockwarden import model, ssh_transport
 from dockwarden.observe.inspect import container_state_from_inspect, container_state_from_list
 from dockwarden.observe.stats import ApiStatsReader, CgroupStatsReader, Stats
 
@@ -72,6 +73,7 @@ def connect(base_url: str | None = None, *, timeout_s: float = 10,
             negotiation contacts it at once) or the address is invalid.
     """
     kwargs: dict[str, Any] = {"version": "auto", "timeout": timeout_s, "max_pool_size": max_pool_size}
+    ssh_transport.ensure_loaded(base_url or os.environ.get("DOCKER_HOST"))
     if base_url:
         client = docker.DockerClient(base_url=base_url, **kwargs)
     else:
@@ -114,6 +116,7 @@ def connect_node(cfg: model.NodeConfig, *, timeout_s: float = 10) -> docker.Dock
         return connect(None, timeout_s=timeout_s)
     kwargs: dict[str, Any] = {"version": docker.constants.MINIMUM_DOCKER_API_VERSION, "timeout": timeout_s}
     if url.startswith("ssh://"):
+        ssh_transport.ensure_loaded(url)
         kwargs["max_pool_size"] = SSH_POOL_SIZE
         kwargs["use_ssh_client"] = False
     else:

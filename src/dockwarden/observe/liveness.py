@@ -23,6 +23,7 @@ cannot give.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import queue
 import threading
@@ -33,6 +34,7 @@ from typing import Any, Callable
 
 import docker
 
+from dockwarden import ssh_transport
 from dockwarden.observe.docker import ENGINE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ class EngineWatch:
                     self._client = self.make_client().api  # closes itself when it cannot connect
                 else:
                     kw: dict[str, Any] = {"timeout": self.timeout_s, "version": "1.24"}
+                    ssh_transport.ensure_loaded(self.base_url or os.environ.get("DOCKER_HOST"))
                     self._client = (docker.APIClient(base_url=self.base_url, **kw) if self.base_url
                                     else docker.APIClient(**{**docker.utils.kwargs_from_env(), **kw}))
             self._client.ping()

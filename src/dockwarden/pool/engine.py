@@ -13,6 +13,7 @@ exec_start, exec_inspect).
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import re
 import urllib.error
 import urllib.request
@@ -25,6 +26,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import Mount
 
+from dockwarden import ssh_transport
 from dockwarden.pool.errors import PoolEngineError, PoolInputError, PoolRefused
 
 POOL_LABEL = "dockwarden.pool"
@@ -84,6 +86,7 @@ class PoolEngine:
 
     def __init__(self, docker_host: str | None = None, timeout_s: float = 60.0):
         with _engine_call("connect"):
+            ssh_transport.ensure_loaded(docker_host or os.environ.get("DOCKER_HOST"))
             if docker_host:
                 self.client = docker.DockerClient(base_url=docker_host, timeout=int(timeout_s))
             else:
