@@ -118,6 +118,8 @@ def main() -> int:
                                          "[spikes]\nhost_cpu_percent = 100\nhost_memory_percent = 100\n")
         cmd = [sys.executable, "-m", "dockwarden", "run", "--inventory", str(tmp / "inv"), "--policy",
                str(tmp / "policy.toml"), "--state-dir", str(tmp / "state"), "--resync", "30"]
+        if os.environ.get("DW_BENCH_VERBOSE"):
+            cmd.append("-v")  # pass timings in <tmp>/daemon.log
 
         # 1. dockwarden
         create_all(client, tag, services, restart=False)

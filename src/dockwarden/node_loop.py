@@ -506,6 +506,9 @@ class NodeLoop:
         until = parse_time(info.get("system_time")) or utcnow()
         if restarted or rebooted:
             self.intent_reader.engine_started_up(self._engine_start(until), until)
+            released = self.intent_reader.end_holds()
+            if released:
+                log.info("engine restarted: kills that waited for their die no longer hold %s", released)
         if self._last_mark is not None and not restarted:
             self._replay(client, self._last_mark.time, until)
         watched = [t for t in (self._last_mark.time if self._last_mark else None,

@@ -289,6 +289,22 @@ class OperatorIntent:
 
     # ------------------------------------------------------------------ engine restarts
 
+    def end_holds(self) -> list[str]:
+        """The engine restarted: every ``kill`` still waiting for its ``die`` is settled
+        (the restart ended those processes; the ``die`` may never reach us), so the
+        services it held are released at once instead of after :data:`KILL_HOLD_S`.
+        bench/recovery.py with the daemon running through an engine restart: four
+        layer-0 services killed by the engine's shutdown were held 10 s, and the
+        recovery took 15.9 s instead of about 8.
+
+        Returns:
+            list[str]: the services released, sorted.
+        """
+        released = sorted({t.service for t in self._traces.values() if t.kill_at is not None and t.died_at is None})
+        for cid in [c for c, t in self._traces.items() if t.kill_at is not None and t.died_at is None]:
+            del self._traces[cid]
+        return released
+
     def engine_started_up(self, started: datetime, answered: datetime) -> None:
         """The engine restarted: it started at ``started`` and first answered at
         ``answered`` (both on the engine's clock, UTC). Stop events stamped in
