@@ -33,7 +33,8 @@ import requests.adapters
 import requests.exceptions
 import urllib3.exceptions
 
-from dockwarden import model, ssh_transport
+from dockwarden import model
+from dockwarden import ssh_transport
 from dockwarden.observe.inspect import container_state_from_inspect, container_state_from_list
 from dockwarden.observe.stats import ApiStatsReader, CgroupStatsReader, Stats
 
