@@ -23,6 +23,7 @@ the counters agree with ``events.jsonl`` by construction.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterable
@@ -52,6 +53,8 @@ OPEN_ACTIONS_KEPT = 4096
 ACTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 RECOVERY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
 PASS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+log = logging.getLogger(__name__)
 
 
 class _SnapshotCollector(Collector):
@@ -120,7 +123,7 @@ class ApiMetrics:
         try:
             self._count(ev)
         except Exception:  # a sink never fails a pass  # noqa: BLE001
-            pass
+            log.debug("metrics: cannot count %s event", getattr(ev, "type", "?"), exc_info=True)
 
     def _count(self, ev: Event) -> None:
         self._generation += 1
