@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import apprise
-
 from dockwarden.config import Policy
 from dockwarden.config_notify import Channel, env_names, expand_env
 from dockwarden.model import Event, EventType, parse_time, rfc3339, utcnow
@@ -127,6 +125,8 @@ def render(event: Event) -> tuple[str, str]:
 
 def redacted(url: str) -> str:
     """apprise's privacy form of a channel URL (secrets masked), for logs."""
+    import apprise  # here, not at the top: 0.17 s that `once` and the daemon's start need not pay
+
     try:
         plugin = apprise.Apprise.instantiate(url)
         if plugin:
@@ -143,6 +143,8 @@ def deliver(channel: Channel, title: str, body: str, *, timeout_s: float, env: d
     Returns:
         (delivered, error text without secrets).
     """
+    import apprise  # here, not at the top: 0.17 s that `once` and the daemon's start need not pay
+
     environ = dict(os.environ) if env is None else env
     try:
         url = expand_env(channel.url, environ)
