@@ -30,22 +30,20 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 
 from dockwarden.actions import ActionDone, ActionProtocol, ActionRunner, error_digest
 from dockwarden.config import Policy, Settings
-from dockwarden.execute import Executor
 from dockwarden.incidents import IncidentBook
-from dockwarden.inventory import merge_labelled
 from dockwarden.model import (ActionBy, DesiredState, Drift, DriftKind, EngineEvent, Event, EventType, Mode,
-                              NodeConfig, ServiceSpec, WorldState, parse_time, rfc3339, utcnow)
-from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect, connect_node
-from dockwarden.observe.events import EngineLost, EventStream, event_from_dict
+                              NodeConfig, ServiceSpec, WorldState, rfc3339, utcnow)
+from dockwarden.observe.docker import ContainerObserver, connect_node
+from dockwarden.observe.events import EngineLost, EventStream
 from dockwarden.observe.host import HostSampler
-from dockwarden.observe.liveness import EngineDown, EngineUp, EngineWatch, EventMark, engine_remembers, manually_stopped
-from dockwarden.observe.world import observe_world, replace_containers, unreported_changes, write_world
-from dockwarden.operator_intent import ENGINE_SHUTDOWN_WINDOW_S, OperatorIntent
+from dockwarden.observe.liveness import EngineDown, EngineUp, EngineWatch, EventMark
+from dockwarden.observe.world import write_world
+from dockwarden.node_engine import NodeEngine
+from dockwarden.operator_intent import OperatorIntent
 from dockwarden.pipeline import PassResult, Reconciler
 from dockwarden.reconcile.backoff import exponential_delay_s
 from dockwarden.reconcile.drift import effective_intent, state_write_drift
@@ -60,24 +58,15 @@ from dockwarden.worker import Worker
 
 log = logging.getLogger(__name__)
 
-#: Container event actions that can change what the pipeline decides.
-TRIGGER_ACTIONS = frozenset(
-    {"die", "oom", "kill", "stop", "start", "restart", "health_status", "destroy", "create", "pause", "unpause", "rename"}
-)
 #: Reconnect backoff while the engine is away: 0.5 s doubling to 5 s. The
 #: liveness watch wakes the loop as soon as the engine answers, so this only
 #: paces attempts that fail after a ping succeeded.
 RECONNECT_INITIAL_S, RECONNECT_MAX_S = 0.5, 5.0
 #: Backoff of a pass that raised: 0.5 s doubling to 30 s.
 PASS_RETRY_INITIAL_S, PASS_RETRY_MAX_S = 0.5, 30.0
-#: A container change older than this, seen by a full observation with no event
-#: for it, means the event stream missed it (seconds).
-STALE_STREAM_AFTER_S = 3.0
 #: Seconds between full observations that inspect every container; the resyncs
 #: between them inspect only what the list call shows changed (issue 9).
 FULL_INSPECT_EVERY_S = 300.0
-#: Events remembered to drop duplicates of a replay (bounded memory).
-RECENT_EVENTS_KEPT = 1024
 
 
 class _Wake:
@@ -117,7 +106,7 @@ class Shared:
     api: Callable[[], Any] = lambda: None  # the HTTP API's handle (issue 10), or None
 
 
-class NodeLoop:
+class NodeLoop(NodeEngine):
     """The supervisor of one node, in its own thread (:meth:`start`).
 
     Args:
@@ -455,220 +444,6 @@ class NodeLoop:
         self.runner.shutdown(wait_s=10.0)
         if self.stream is not None:
             self.stream.close()
-
-    # ------------------------------------------------------------------ engine
-
-    def _connect(self) -> bool:
-        was_lost = self.store.checkpoint("engine") == "lost"
-        first = not self._connected_once
-        try:
-            client = (connect_node(self.node_cfg) if self.node_cfg.docker_host
-                      else connect(self.settings.docker_host))
-            client.ping()
-            observer = ContainerObserver(client)
-            info = observer.engine_info()
-        except ENGINE_ERRORS as e:
-            log.warning("node %s: engine unreachable: %s", self.name, e)
-            self._health(ok=False, error=str(e))
-            if self.world is None or self.world.engine_ok:
-                self._guarded_pass(self._offline_world(str(e)))
-                self._mark_engine_lost(str(e))
-            return False
-        self.client, self.observer = client, observer
-        # Offline since the last connection (the watch may have seen it answer first): its recovery runs.
-        came_back, self._was_offline = self._was_offline or self.health.state is NodeState.OFFLINE, False
-        self._health(ok=True)
-        self._connected_once = True
-        self.docker_root_dir = info.get("root_dir")
-        self.reconciler.executor = Executor(client, stop_timeout_s=self.reconciler.policy.guardrails.stop_timeout_s)
-        self._last_mark = EventMark.from_json(self.store.checkpoint("last_event"))
-        restarted = self._engine_restarted(client)
-        rebooted = self.recovery.host_rebooted() if (first and self.recovery.local) else False
-        # Before the first pass may act: what happened while we were not watching.
-        world = observe_world(observer, self.sampler, node=self.desired_node, now=utcnow(), with_stats=False,
-                              docker_root_dir=self.docker_root_dir)
-        if not world.engine_ok:
-            self._on_engine_lost(world.engine_error or "observation failed")
-            return False
-        merged, _ = merge_labelled(self.reconciler.desired, world.containers, self.reconciler.policy.labels)
-        self.services = ServiceIndex(merged)
-        self.world = world
-        if self.shared.fleet is not None:
-            # Failed over while this node was away: stop its copies here before anything starts.
-            self.shared.fleet.node_back(self, world)
-        if first or was_lost:
-            decided = self.intent_reader.reconsider_stops(
-                engine_restarted=restarted or rebooted,
-                last_seen=self._last_mark.time if self._last_mark else None,
-                manually_stopped=lambda cid: manually_stopped(self.docker_root_dir, cid))
-            if decided["taken_back"] or decided["kept"]:
-                log.info("remembered stops: taken back %s, kept %s", decided["taken_back"], decided["kept"])
-        until = parse_time(info.get("system_time")) or utcnow()
-        if restarted or rebooted:
-            self.intent_reader.engine_started_up(self._engine_start(until), until)
-            released = self.intent_reader.end_holds()
-            if released:
-                log.info("engine restarted: kills that waited for their die no longer hold %s", released)
-        if self._last_mark is not None and not restarted:
-            self._replay(client, self._last_mark.time, until)
-        watched = [t for t in (self._last_mark.time if self._last_mark else None,
-                               parse_time(self.store.checkpoint("watched_until"))) if t is not None]
-        # dockwarden watched this engine before: what stopped since is the operator's to explain. Not after
-        # an engine restart: a dockerd restarted after a crash stops the containers that survived it and
-        # marks them HasBeenManuallyStopped itself (seen on Engine 20.10), so the flag says nothing then.
-        if watched and not restarted:
-            self.intent_reader.adopt_unseen_stops(merged, world, since=max(watched),
-                                                  manually_stopped=lambda cid: manually_stopped(
-                                                      self.docker_root_dir, cid))
-        self.stream = EventStream(client, self.queue, since=until)
-        self.stream.start()
-        self.watch.set_up(True)
-        self.recovery.on_connect(host_rebooted=rebooted, engine_restarted=restarted or came_back,
-                                 cause="node_online" if came_back and not (restarted or rebooted) else None)
-        self.store.set_checkpoint("engine", "ok")
-        if was_lost:
-            self._emit(EventType.ENGINE_RECONNECTED,
-                       f"Docker engine is back (server {info.get('server_version')}); "
-                       + ("it restarted; " if restarted else "same engine process; ") + "resyncing",
-                       details={**info, "engine_restarted": restarted})
-        return True
-
-    def _replay(self, client: Any, since: datetime, until: datetime) -> None:
-        """Read the events we missed (``since`` the last one seen, ``until`` the
-        engine's now) synchronously, before any pass can act on their result."""
-        try:
-            docs = client.api.events(since=int(since.timestamp()), until=int(until.timestamp()) + 1, decode=True,
-                                     filters={"type": ["container"]})
-            replayed = [e for e in (event_from_dict(d) for d in docs) if e is not None]
-        except ENGINE_ERRORS as e:
-            log.warning("cannot replay missed events: %s", e)
-            return
-        for ev in replayed:
-            if not ev.base_action.startswith("exec_") and ev.time >= since:
-                self._guarded("replayed event", self._on_engine_event, ev, set())
-
-    def _engine_restarted(self, client: Any) -> bool | None:
-        """Evidence that the engine restarted since we last saw it: the local
-        ``dockerd`` started again (psutil), else (remote) the engine no longer
-        remembers the last event we saw. None when there is no evidence either way."""
-        local = self.recovery.engine_start_changed()
-        if local is not None:
-            return local
-        if self._last_mark is None:
-            return None
-        remembers = engine_remembers(client, self._last_mark)
-        return None if remembers is None else not remembers
-
-    def _engine_start(self, answered: datetime) -> datetime:
-        """When the restarted engine started: its process's start time (recorded by
-        ``recovery.engine_start_changed``) on a local engine, else the last event
-        seen before the loss, else :data:`ENGINE_SHUTDOWN_WINDOW_S` before it answered."""
-        recorded = self.store.checkpoint("engine_started_at") if self.recovery.local else None
-        if recorded is not None:
-            return datetime.fromtimestamp(float(recorded), timezone.utc)
-        if self._last_mark is not None:
-            return self._last_mark.time
-        return answered - timedelta(seconds=ENGINE_SHUTDOWN_WINDOW_S)
-
-    def _mark_engine_lost(self, error: str) -> None:
-        if self.store.checkpoint("engine") != "lost":
-            self.store.set_checkpoint("engine", "lost")
-            self._emit(EventType.ENGINE_LOST, f"Docker engine unreachable: {error}; reconnecting with backoff",
-                       details={"error": error})
-
-    def _on_engine_lost(self, error: str) -> None:
-        self.watch.set_up(False)
-        if self.stream is not None:
-            self.stream.close(timeout_s=0.2)
-        self.stream = None
-        if self.observer is not None:
-            self.observer.close()  # its inspect/stats thread pools
-        if self.client is not None:
-            try:
-                self.client.close()
-            except Exception as e:  # a dead engine's connection may fail to close; nothing to keep
-                log.debug("closing the old client: %s", e)
-        self.client = None
-        self.observer = None
-        self.reconciler.executor = None
-        self._mark_engine_lost(error)
-
-    def _offline_world(self, error: str | None = None) -> WorldState:
-        host = (self.sampler.sample(["/"] + ([self.docker_root_dir] if self.docker_root_dir else []))
-                if self.sampler is not None else None)
-        return WorldState(node=self.desired_node, observed_at=utcnow(), host=host, containers=(),
-                          engine_ok=False, engine_error=error or "Docker engine unreachable",
-                          docker_root_dir=self.docker_root_dir)
-
-    def _observe(self, *, with_stats: bool, incremental: bool = False,
-                 named: set[str] | frozenset[str] = frozenset()) -> WorldState | None:
-        assert self.observer is not None
-        world = observe_world(self.observer, self.sampler, node=self.desired_node, now=utcnow(),
-                              with_stats=with_stats, docker_root_dir=self.docker_root_dir,
-                              incremental=incremental, named=named)
-        if not world.engine_ok:
-            self._on_engine_lost(world.engine_error or "observation failed")
-            self._guarded_pass(world)
-            return None
-        return world
-
-    def _refresh(self, dirty: set[str]) -> WorldState | None:
-        """Re-inspect only the containers events named (fast path)."""
-        if self.world is None or not self.world.engine_ok:
-            return self._observe(with_stats=False)
-        assert self.observer is not None
-        updated, removed = [], []
-        try:
-            for cid in dirty:
-                c = self.observer.inspect_one(cid)
-                if c is None:
-                    removed.append(cid)
-                else:
-                    updated.append(c)
-        except ENGINE_ERRORS as e:
-            self._on_engine_lost(str(e))
-            return None
-        return replace_containers(self.world, updated, removed)
-
-    def _check_stream(self, world: WorldState) -> None:
-        """A full observation that finds container changes the event stream never
-        reported means the stream went silent: resubscribe, replaying from the
-        last event seen (issue 8: a half-open stream must not go unnoticed)."""
-        before, seen = self.world, self._seen_since_full
-        self._seen_since_full = set()
-        if before is None or not before.engine_ok or self.stream is None:
-            return
-        missed = unreported_changes(before, world, seen, settle_s=STALE_STREAM_AFTER_S)
-        if not missed:
-            return
-        self._emit(EventType.STREAM_STALE, f"the event stream missed changes of {len(missed)} container(s) "
-                   f"({', '.join(missed[:5])}); resubscribing with replay", details={"missed": missed[:50]})
-        self.stream.close(timeout_s=0.2)
-        since = self._last_mark.time if self._last_mark is not None else None
-        self.stream = EventStream(self.client, self.queue, since=since)
-        self.stream.start()
-
-    # ------------------------------------------------------------------ events
-
-    def _on_engine_event(self, ev: EngineEvent, dirty: set[str]) -> None:
-        key = (ev.time, ev.container_id, ev.action)
-        if key in self._recent_events:
-            return  # replayed twice (a replay overlaps the live stream by up to a second)
-        self._recent_events[key] = None
-        if len(self._recent_events) > RECENT_EVENTS_KEPT:
-            self._recent_events.pop(next(iter(self._recent_events)))
-        self._last_mark = EventMark(ev.time, ev.container_id, ev.action)
-        self._seen_since_full.add(ev.container_id)
-        if ev.base_action not in TRIGGER_ACTIONS:
-            return
-        self.store.set_checkpoint("last_event", self._last_mark.to_json())
-        dirty.add(ev.container_id)
-        if self.services is None:
-            return
-        spec = self.services.service_of(ev.name, ev.attributes)
-        if spec is not None:
-            container = self.world.index.by_id.get(ev.container_id) if self.world else None
-            self.intent_reader.on_event(ev, spec, container)
 
     # ------------------------------------------------------------------ passes
 
