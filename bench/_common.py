@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 #: The busybox image scripts/build-test-image.sh builds (no registry needed).
@@ -27,3 +28,15 @@ def stop_daemon(proc: subprocess.Popen, timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def wait_running(api, name: str, old_pid: int | None, timeout: float = 30) -> float | None:
+    """Poll ``docker inspect`` until ``name`` runs with a PID other than ``old_pid``;
+    returns the ``time.monotonic()`` it was seen at, or None after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = api.inspect_container(name)["State"]
+        if st["Running"] and st["Pid"] and st["Pid"] != old_pid:
+            return time.monotonic()
+        time.sleep(0.005)
+    return None

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import docker
 
-from _common import IMAGE, REPO, pct, stop_daemon  # noqa: E402
+from _common import IMAGE, REPO, pct, stop_daemon, wait_running  # noqa: E402
 
 
 POLICY = """
@@ -60,17 +60,6 @@ min_failures = 1000
 [guardrails]
 stop_timeout_s = 1
 """
-
-
-def wait_running(api, name: str, old_pid: int | None, timeout: float = 30) -> float | None:
-    """Poll until the container runs with a new PID; returns the monotonic time seen."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = api.inspect_container(name)["State"]
-        if st["Running"] and st["Pid"] and st["Pid"] != old_pid:
-            return time.monotonic()
-        time.sleep(0.005)
-    return None
 
 
 class Hammer:

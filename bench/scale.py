@@ -49,7 +49,7 @@ from pathlib import Path
 import docker
 import psutil
 
-from _common import IMAGE, REPO, pct, stop_daemon  # noqa: E402
+from _common import IMAGE, REPO, pct, stop_daemon, wait_running  # noqa: E402
 
 PASS_RE = re.compile(r"pass kind=(\w+) .*?duration_ms=([\d.]+)")
 POLICY = """
@@ -73,15 +73,6 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
     return time.monotonic() - t0
 
-
-def wait_running(api, name: str, old_pid: int, timeout: float = 30) -> float | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = api.inspect_container(name)["State"]
-        if st["Running"] and st["Pid"] and st["Pid"] != old_pid:
-            return time.monotonic()
-        time.sleep(0.005)
-    return None
 
 
 def main() -> int:
