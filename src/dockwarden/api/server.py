@@ -63,8 +63,8 @@ def _trim_heap() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    except (OSError, AttributeError) as e:  # not glibc: nothing to give back
+        log.debug("malloc_trim unavailable: %s", type(e).__name__)
 
 
 class Reads:

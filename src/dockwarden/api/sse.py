@@ -24,7 +24,9 @@ noticed at once (``http.disconnect``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -44,6 +46,8 @@ BATCH = 500
 #: The reconnection delay suggested to clients (``retry:``), milliseconds.
 RETRY_MS = 2000
 
+log = logging.getLogger(__name__)
+
 
 class EventBus:
     """Wakes the SSE streams (on uvicorn's event loop) when the daemon records
@@ -60,7 +64,7 @@ class EventBus:
             try:
                 loop.call_soon_threadsafe(ev.set)
             except RuntimeError:  # that loop is closed: the server stopped
-                pass
+                log.debug("SSE: a waiter's loop is closed (the server stopped)")
 
     def register(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Event]:
         w = (asyncio.get_running_loop(), asyncio.Event())
@@ -180,10 +184,9 @@ async def event_stream(reader: EventReader, bus: EventBus, *, after_id: int, typ
                 yield b": keep-alive\n\n"
                 last_sent = time.monotonic()
             ev = waiter[1]
-            try:
+            # Woken by a new event, or by the timeout (then: poll, maybe a keep-alive).
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(ev.wait(), timeout=min(poll_s, keepalive_s))
-            except asyncio.TimeoutError:
-                pass
             ev.clear()
     finally:
         bus.unregister(waiter)
@@ -239,8 +242,8 @@ class SSEResponse(Response):
             try:
                 await asyncio.wait_for(send({"type": "http.response.body", "body": b"", "more_body": False}),
                                        timeout=1.0)
-            except (asyncio.TimeoutError, OSError):
-                pass
+            except (asyncio.TimeoutError, OSError) as e:  # the client is gone: nothing to end
+                log.debug("SSE: cannot end the response: %s", type(e).__name__)
 
 
 def _filters(types: tuple[str, ...], service: str | None, since: str | None) -> tuple[list[str], list[Any]]:

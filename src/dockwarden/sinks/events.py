@@ -313,8 +313,8 @@ def _opened_event_files(source: str | Path) -> Iterator[list[tuple[Path, BinaryI
         try:
             lock_fd = os.open(_lock_path(p), os.O_RDONLY)
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
-        except OSError:  # no lock file yet (nothing rotated), or not ours to lock: read as is
-            pass
+        except OSError as e:  # no lock file yet (nothing rotated), or not ours to lock: read as is
+            log.debug("events: reading %s without its rotation lock: %s", p, e)
         for f in event_files(p):
             try:
                 opened.append((f, open(f, "rb")))
