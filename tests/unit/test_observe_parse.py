@@ -537,3 +537,16 @@ def test_container_state_from_a_list_entry():
     assert c.inspected is False and c.spec is None and c.started_at is None
     assert container_state_from_list({**entry, "Status": "Up 1 second (health: starting)"}).health == "starting"
     assert container_state_from_list({**entry, "Status": "Up 1 hour"}).health is None
+
+
+def test_keyed_value_matches_whole_keys_only():
+    from dockwarden.observe.stats import _keyed_value
+    v1 = b"cache 7\ninactive_file 11\ntotal_cache 7\ntotal_inactive_file 13\n"
+    assert _keyed_value(v1, b"total_inactive_file") == 13
+    assert _keyed_value(v1, b"inactive_file") == 11
+    assert _keyed_value(b"total_inactive_file 13\ninactive_file 11\n", b"inactive_file") == 11  # not a suffix
+    assert _keyed_value(v1, b"cache") == 7  # the first line
+    assert _keyed_value(b"usage_usec 42", b"usage_usec") == 42  # no final newline
+    assert _keyed_value(v1, b"inactive_anon") == 0  # absent
+    with pytest.raises(ValueError):
+        _keyed_value(b"usage_usec nope\n", b"usage_usec")
