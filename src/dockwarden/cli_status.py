@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from dockwarden.store import Store
 
 
+#: Seconds between the two reads of the CPU counters of ``once``/``status --fresh``.
+CPU_SAMPLE_S = 0.25
+
+
 def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
     """Observe once and evaluate; with ``act`` also record and execute (needs the lock)."""
     from dockwarden.config import load_policy
@@ -45,15 +49,11 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
         client = connect(s.docker_host)
         observer = ContainerObserver(client)
         root = observer.engine_info().get("root_dir")
-        first = observe_world(observer, sampler, node=desired.node, now=utcnow(), with_stats=True,
+        world = observe_world(observer, sampler, node=desired.node, now=utcnow(), with_stats=True,
                               docker_root_dir=root, sparse=_must_inspect(desired, pol, store))
-        if first.engine_ok:
-            time.sleep(0.25)  # CPU % needs a second sample of the counters (not a second observation)
-            world = resample(first, observer, sampler, now=utcnow())
-        else:
-            world = first
+        sampled = time.monotonic()
     except ENGINE_ERRORS as e:
-        client = None
+        client = observer = None
         world = WorldState(node=desired.node, observed_at=utcnow(), host=sampler.sample(["/"]), engine_ok=False,
                            engine_error=str(e))
     from dockwarden.incidents import IncidentBook
@@ -73,6 +73,11 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
         protocol.close_interrupted()
     rec = Reconciler(store=store, events=events, executor=executor, policy=pol, desired=desired,
                      mode=mode or pol.guardrails.mode, incidents=book, protocol=protocol)
+    if observer is not None and world.engine_ok:
+        # CPU % needs a second sample of the counters, CPU_SAMPLE_S after the first
+        # (not a second observation); the set-up above ran meanwhile.
+        time.sleep(max(0.0, CPU_SAMPLE_S - (time.monotonic() - sampled)))
+        world = resample(world, observer, sampler, now=utcnow())
     if act:
         outbox = Outbox(s.state_dir / "dockwarden.db")
         events.subscribers.append(Notifier(outbox, lambda: pol).on_event)  # type: ignore[union-attr]
