@@ -7,6 +7,7 @@ The inspect documents below are trimmed copies of what Engine 20.10 returns
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -18,7 +19,7 @@ from dockwarden.observe.inspect import container_state_from_inspect, spec_of
 from dockwarden.observe.events import event_from_dict
 from dockwarden.observe.host import HostSampler
 from dockwarden.observe.stats import CgroupStatsReader, _cpu_percent, stats_from_api
-from dockwarden.observe.world import replace_containers, write_world
+from dockwarden.observe.world import replace_containers, world_document, write_world
 
 CID = "4e742af59f69d0920a96989007ab13b6da9f99a875c1567d75b9d7ffff8ec737"
 
@@ -477,6 +478,28 @@ def test_write_world_atomic_json(tmp_path):
     assert data["observed_at"] == "2026-01-01T00:00:00.000Z"
     assert [c["name"] for c in data["containers"]] == ["alpha", "beta"]
     assert [f.name for f in tmp_path.iterdir()] == ["world.json"]  # no temp files left
+
+
+def test_world_document_spec_memo_gives_the_same_document_and_follows_new_specs():
+    """The memo of public spec documents (world.json at 1 000 containers) never
+    changes what is written: a new spec object is converted again, environment
+    values never leak, and containers gone are dropped from the memo."""
+    spec1 = {"image": "img", "environment": ["TOKEN=s3cret", "MODE=a"], "labels": {"k": "v"}}
+    a = dataclasses.replace(_cs("a1", "alpha"), spec=spec1)
+    b = dataclasses.replace(_cs("b1", "beta"), spec={"image": "img"})
+    memo: dict = {}
+    w = _world(a, b)
+    assert world_document(w, memo) == world_document(w)
+    assert set(memo) == {"a1", "b1"}
+    doc = world_document(w, memo)  # from the memo
+    assert doc["containers"][0]["spec"] == {"image": "img", "labels": {"k": "v"}, "environment_keys": ["TOKEN", "MODE"]}
+    assert "s3cret" not in json.dumps(doc)
+    # the container is inspected again: a new spec object replaces the memo's
+    a2 = dataclasses.replace(a, spec={"image": "img:2", "environment": ["MODE=b"]})
+    doc2 = world_document(_world(a2), memo)
+    assert doc2["containers"][0]["spec"] == {"image": "img:2", "environment_keys": ["MODE"]}
+    assert doc2 == world_document(_world(a2))
+    assert set(memo) == {"a1"}  # beta is gone
 
 
 def test_write_world_missing_dir_raises(tmp_path):
