@@ -74,3 +74,43 @@ def test_version_answers_without_typer():
         assert "dockwarden.entry" in mods  # the output is what we think it is
         assert not {m for m in mods if m.split(".")[0] in ("typer", "click", "rich")}, flag
         assert "dockwarden.cli" not in mods, flag
+
+
+def test_command_of_skips_the_global_options():
+    from dockwarden.entry import command_of
+
+    assert command_of(["status", "--all"]) == "status"
+    assert command_of(["--url", "local", "--token", "t", "drift"]) == "drift"
+    assert command_of(["--url=http://x", "events"]) == "events"
+    assert command_of(["--help"]) is None
+    assert command_of([]) is None
+    assert command_of(["--url"]) is None
+
+
+def test_main_builds_only_the_command_run_and_leaves_the_app_whole(capsys):
+    """entry.main hands typer only the command being run (typer builds every
+    registered command at each call); the app is whole again afterwards, and a
+    group (``pool``) or an unknown command still works as typer says."""
+    import pytest
+
+    from dockwarden.cli import app
+    from dockwarden.entry import main
+
+    before = (list(app.registered_commands), list(app.registered_groups))
+    with pytest.raises(SystemExit) as e:
+        main(["status", "--help"])
+    assert e.value.code == 0
+    assert "Usage: dockwarden status" in capsys.readouterr().out
+    assert (app.registered_commands, app.registered_groups) == before
+    with pytest.raises(SystemExit) as e:
+        main(["pool", "--help"])
+    assert e.value.code == 0 and "ensure-min" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["no-such-command"])
+    assert e.value.code == 2
+    assert "No such command" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert e.value.code == 0 and "status" in help_text and "pool" in help_text and "drift" in help_text
+    assert (app.registered_commands, app.registered_groups) == before
