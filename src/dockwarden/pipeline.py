@@ -149,6 +149,7 @@ class Reconciler:
         # recorded once, not once per pass. Bounded: subjects of the last pass only.
         self._last_rec: dict[str, tuple[str, str, bool, bool]] = {}
         self._spec_cache: dict[str, dict[str, Any]] | None = None
+        self._spec_seen: dict[str, datetime] = {}  # service -> when its spec was last seen (Store.spec_times)
 
     # ------------------------------------------------------------------ evaluate (read-only)
 
@@ -331,13 +332,22 @@ class Reconciler:
         """Record each tracked container's creation spec when it changed (a write
         transaction only then: this runs on every pass)."""
         specs = self._specs()
+        seen = self._spec_seen
         for gone in [k for k in specs if k not in desired.services]:
             del specs[gone]  # in memory only; the table keeps them (retention bounds it)
         for spec in desired.services.values():
             c = find_container(spec, world)
-            if c is not None and c.spec and specs.get(spec.name) != c.spec:
+            if c is None or not c.spec:
+                continue
+            if specs.get(spec.name) != c.spec:
                 self.store.put_spec(spec.name, c.name, c.spec, now)
                 specs[spec.name] = c.spec
+                seen[spec.name] = now
+            elif c.created_at is not None and (spec.name not in seen or seen[spec.name] < c.created_at):
+                # The same spec on a newer container (a recreate with the same options):
+                # one write, so a sparse `once` need not inspect it again.
+                self.store.touch_spec(spec.name, c.name, now)
+                seen[spec.name] = now
 
     def invalidate_specs(self) -> None:
         """Read the recorded specs from the store again at the next pass (another
@@ -349,6 +359,7 @@ class Reconciler:
         (the daemon is their only writer)."""
         if self._spec_cache is None:
             self._spec_cache = self.store.specs()
+            self._spec_seen = self.store.spec_times()
         return self._spec_cache
 
     def _judge_pending(self, desired: DesiredState, world: WorldState, now: datetime) -> None:

@@ -742,6 +742,18 @@ class Store(FeatureDB):
             )
             return True
 
+    def touch_spec(self, service: str, container: str, now: datetime) -> None:
+        """Mark a service's recorded spec as seen ``now`` on ``container``: a new
+        container (a recreate) was inspected and its spec is the one recorded, so the
+        record stands for it too (``cli_status._must_inspect`` stops inspecting it).
+
+        Raises:
+            sqlite3.Error: the database failed.
+        """
+        with self._lock:
+            self._w("UPDATE specs SET container = ?, seen_at = ? WHERE node = ? AND service = ?",
+                    (container, rfc3339(now), self.node, service))
+
     def spec_times(self) -> dict[str, datetime]:
         """When each service's recorded spec last changed: ``{service: seen_at}`` (UTC)."""
         out = {}

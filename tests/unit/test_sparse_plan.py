@@ -3,6 +3,7 @@ same (cli_status._must_inspect), against a real store."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from builders import ago, container, desired, spec
@@ -28,3 +29,32 @@ def test_tracked_containers_without_a_spec_recorded_since_their_creation_are_ins
     # old: spec recorded after it was created -> listed only; new: created after the
     # recording (a recreate) -> inspected; never: no spec -> inspected; busy: a verdict pending.
     assert sorted(plan(light)) == ["id-busy", "id-never", "id-new"]
+
+
+def test_a_recreate_with_the_same_spec_is_inspected_once_then_listed_only(tmp_path):
+    """A container recreated with the same options has the recorded spec: once a pass
+    has inspected it, the record stands for it too (Store.touch_spec) and the next
+    sparse `once` lists it only. Before, the unchanged spec was never written again,
+    so every `once` inspected that container for ever."""
+    from builders import NOW, world
+
+    from dockwarden.model import Mode
+    from dockwarden.pipeline import Reconciler
+
+    store = Store(tmp_path / "db", "local")
+    the_spec = {"image": "i", "name": "web"}
+    store.put_spec("web", "web", dict(the_spec), ago(600))
+    inv = desired(spec("web", container="web"))
+    recreated = container("web", id="id-web-2", created_at=ago(10), spec=dict(the_spec))
+    plan = _must_inspect(inv, Policy(), store)
+    assert plan([dataclasses.replace(recreated, spec=None)]) == ["id-web-2"]  # created after the record
+    rec = Reconciler(store=store, events=None, executor=None, policy=Policy(), desired=inv, mode=Mode.OBSERVE)
+    rec.run_pass(world(recreated), now=NOW)  # the pass that inspected it
+    assert store.spec_times()["web"] >= recreated.created_at
+    assert store.specs()["web"] == the_spec
+    assert _must_inspect(inv, Policy(), store)([dataclasses.replace(recreated, spec=None)]) == []
+    # and a spec that did change is recorded as before
+    changed = dataclasses.replace(recreated, id="id-web-3", created_at=NOW + timedelta(seconds=5),
+                                  spec={"image": "i:2", "name": "web"})
+    rec.run_pass(world(changed), now=NOW + timedelta(seconds=6))
+    assert store.specs()["web"] == {"image": "i:2", "name": "web"}
