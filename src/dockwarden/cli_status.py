@@ -26,13 +26,10 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
     from dockwarden.config import load_policy
     from dockwarden.inventory import load_inventory
     from dockwarden.lock import AlreadyRunning, acquire_lock
-    from dockwarden.execute import Executor
     from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
     from dockwarden.observe.host import HostSampler
     from dockwarden.observe.world import observe_world, resample, write_world
-    from dockwarden.pipeline import Reconciler
     from dockwarden.model import WorldState
-    from dockwarden.sinks.events import EventLog
     from dockwarden.store import Store
 
     pol = load_policy(s.policy_path)
@@ -56,7 +53,11 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
         client = observer = None
         world = WorldState(node=desired.node, observed_at=utcnow(), host=sampler.sample(["/"]), engine_ok=False,
                            engine_error=str(e))
+    # Imported while the CPU counters' interval runs (the set-up below overlaps it).
+    from dockwarden.execute import Executor
     from dockwarden.incidents import IncidentBook
+    from dockwarden.pipeline import Reconciler
+    from dockwarden.sinks.events import EventLog
     from dockwarden.sinks.notify import Notifier, NotifyWorker, Outbox
     from dockwarden.worker import WorkerContext
 
