@@ -18,7 +18,8 @@ from dockwarden import model
 from dockwarden.observe.inspect import container_state_from_inspect, spec_of
 from dockwarden.observe.events import event_from_dict
 from dockwarden.observe.host import HostSampler
-from dockwarden.observe.stats import CgroupStatsReader, _cpu_percent, stats_from_api
+from dockwarden.observe.stats import CgroupStatsReader, cpu_percent_between
+from dockwarden.observe.stats_api import stats_from_api
 from dockwarden.observe.world import replace_containers, world_document, write_world
 
 CID = "4e742af59f69d0920a96989007ab13b6da9f99a875c1567d75b9d7ffff8ec737"
@@ -323,13 +324,13 @@ def test_event_from_dict_ignores_other_types():
 
 
 def test_cpu_percent_from_two_samples():
-    assert _cpu_percent(None, 10, 10) is None
+    assert cpu_percent_between(None, 10, 10) is None
     # 0.5 s of CPU in 1 s of wall time: 50 % of one core
-    assert _cpu_percent((1_000_000_000, 0), 1_500_000_000, 1_000_000_000) == pytest.approx(50.0)
+    assert cpu_percent_between((1_000_000_000, 0), 1_500_000_000, 1_000_000_000) == pytest.approx(50.0)
     # two cores busy: 200 %
-    assert _cpu_percent((0, 0), 2_000_000_000, 1_000_000_000) == pytest.approx(200.0)
-    assert _cpu_percent((5, 10), 1, 20) is None  # counter went back (restart)
-    assert _cpu_percent((5, 10), 6, 10) is None  # no wall time passed
+    assert cpu_percent_between((0, 0), 2_000_000_000, 1_000_000_000) == pytest.approx(200.0)
+    assert cpu_percent_between((5, 10), 1, 20) is None  # counter went back (restart)
+    assert cpu_percent_between((5, 10), 6, 10) is None  # no wall time passed
 
 
 def test_stats_from_api_v1_unlimited_and_cache():

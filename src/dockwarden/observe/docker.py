@@ -36,7 +36,8 @@ import urllib3.exceptions
 from dockwarden import model
 from dockwarden import ssh_transport
 from dockwarden.observe.inspect import container_state_from_inspect, container_state_from_list
-from dockwarden.observe.stats import ApiStatsReader, CgroupStatsReader, Stats
+from dockwarden.observe.stats import CgroupStatsReader, Stats
+from dockwarden.observe.stats_api import ApiStatsReader
 
 log = logging.getLogger(__name__)
 
