@@ -512,7 +512,7 @@ def test_plan_inspection_reinspects_what_events_named_even_when_the_list_looks_u
     """The list may lag a `die` event: a container an event named is inspected
     again even when its list key did not change (bench/mttr.py --chain once stalled
     30 s on a crash the list still showed running)."""
-    from dockwarden.observe.docker import plan_inspection
+    from dockwarden.observe.plan import plan_inspection
     from builders import container
 
     running = ("running", "/c", ())
@@ -533,7 +533,7 @@ def test_sparse_split_inspects_everything_whose_status_shows_trouble():
     """A sparse observation (``once``) builds only running containers with nothing
     wrong in their status from the list; exited, restarting, paused, created,
     unhealthy and still-starting ones are inspected (exit code, OOM, restarts, health)."""
-    from dockwarden.observe.docker import list_key, sparse_split
+    from dockwarden.observe.plan import list_key, sparse_split
 
     def key(state: str, status: str) -> tuple:
         return list_key({"State": state, "Names": ["/x"], "Status": status})
