@@ -32,6 +32,16 @@ RUN_ID = uuid.uuid4().hex[:8]
 TEST_LABEL = "dockwarden.test"
 
 
+def pytest_configure(config):
+    """Children get the SIGINT an operator's Ctrl-C reaches: a shell without job
+    control starts background commands with SIGINT ignored (POSIX, bash: "&"), and
+    that disposition is inherited across exec, so a CI runner started that way made
+    every `dockwarden` child deaf to Ctrl-C (test_interrupted_dockwarden_stop... failed
+    in a local `.ci/run &`). A Python handler here is reset to the default on exec."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "/e2e/" in str(item.fspath):
