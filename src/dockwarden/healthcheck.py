@@ -50,19 +50,26 @@ def daemon_url(env: dict[str, str] | os._Environ) -> str:
     Returns:
         str: from ``api.json`` when readable, else from the listen setting.
     """
-    state_dir = Path(env.get("DOCKWARDEN_STATE_DIR") or "/var/lib/dockwarden")
-    try:
-        url = json.loads((state_dir / "api.json").read_text(encoding="utf-8"))["url"]
-        if isinstance(url, str) and url:
-            return url
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    url = _recorded_url(Path(env.get("DOCKWARDEN_STATE_DIR") or "/var/lib/dockwarden"))
+    if url is not None:
+        return url
     listen = (env.get("DOCKWARDEN_LISTEN") or DEFAULT_LISTEN).strip()
     if listen.startswith("unix:"):
         return listen
     host, _, port = listen.rpartition(":")
     host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)
     return f"http://{host}:{port}"
+
+
+def _recorded_url(state_dir: Path) -> str | None:
+    """The URL the daemon recorded in ``<state dir>/api.json``; None when there is
+    none to read (the daemon has not started its API yet, or the file is not
+    JSON with a ``url`` string): the caller falls back to the listen setting."""
+    try:
+        url = json.loads((state_dir / "api.json").read_text(encoding="utf-8"))["url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return url if isinstance(url, str) and url else None
 
 
 def check(url: str, timeout_s: float = TIMEOUT_S) -> tuple[int, str]:

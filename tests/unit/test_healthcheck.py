@@ -40,6 +40,13 @@ def test_daemon_url_from_the_listen_setting(tmp_path, listen, url):
     assert daemon_url(env) == url
 
 
+@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"url": 7}', '{"url": ""}', '{"other": "x"}'])
+def test_a_garbled_api_json_falls_back_to_the_listen_setting(tmp_path, content):
+    (tmp_path / "api.json").write_text(content)
+    env = {"DOCKWARDEN_STATE_DIR": str(tmp_path), "DOCKWARDEN_LISTEN": "0.0.0.0:9400"}
+    assert daemon_url(env) == "http://127.0.0.1:9400"
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     status = 200
 
