@@ -20,16 +20,18 @@ On connect, before the first pass may act (issue 8):
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from dockwarden.execute import Executor
 from dockwarden.inventory import merge_labelled
 from dockwarden.model import EngineEvent, EventType, WorldState, parse_time, utcnow
-from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect, connect_node
-from dockwarden.observe.events import EventStream, event_from_dict
+from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect, connect_node, engine_is_local
+from dockwarden.observe.events import EventStream, event_from_dict, replay_window
 from dockwarden.observe.liveness import EventMark, engine_remembers, manually_stopped
-from dockwarden.observe.world import observe_world, replace_containers, unreported_changes
+from dockwarden.observe.plan import event_key, stream_complete
+from dockwarden.observe.world import observe_world, replace_containers, resample, unreported_changes
 from dockwarden.operator_intent import ENGINE_SHUTDOWN_WINDOW_S
 from dockwarden.reconcile.node_health import NodeState
 from dockwarden.reconcile.resolve import ServiceIndex
@@ -43,8 +45,12 @@ TRIGGER_ACTIONS = frozenset(
 #: A container change older than this, seen by a full observation with no event
 #: for it, means the event stream missed it (seconds).
 STALE_STREAM_AFTER_S = 3.0
-#: Events remembered to drop duplicates of a replay (bounded memory).
+#: Events remembered to drop duplicates of a replay and to check the stream
+#: against the engine's replay (bounded memory).
 RECENT_EVENTS_KEPT = 1024
+#: A cached resync checks the stream up to this long ago: an event younger than
+#: this may still be on its way to the queue (seconds; the stream adds 1-2 ms).
+STREAM_SETTLE_S = 1.0
 
 
 class NodeEngine:
@@ -61,6 +67,7 @@ class NodeEngine:
             client.ping()
             observer = ContainerObserver(client)
             info = observer.engine_info()
+            answered = utcnow()
         except ENGINE_ERRORS as e:
             log.warning("node %s: engine unreachable: %s", self.name, e)
             self._health(ok=False, error=str(e))
@@ -98,6 +105,10 @@ class NodeEngine:
             if decided["taken_back"] or decided["kept"]:
                 log.info("remembered stops: taken back %s, kept %s", decided["taken_back"], decided["kept"])
         until = parse_time(info.get("system_time")) or utcnow()
+        # A cached resync checks the stream against the engine's replay up to a time of our clock.
+        engine_now = parse_time(info.get("system_time"))
+        self._clock_shared = (engine_is_local(client) and engine_now is not None
+                              and abs((answered - engine_now).total_seconds()) < STREAM_SETTLE_S / 2)
         if restarted or rebooted:
             self.intent_reader.engine_started_up(self._engine_start(until), until)
             released = self.intent_reader.end_holds()
@@ -184,6 +195,7 @@ class NodeEngine:
                 log.debug("closing the old client: %s", e)
         self.client = None
         self.observer = None
+        self._stream_checked_ns = None
         self.reconciler.executor = None
         self._mark_engine_lost(error)
 
@@ -203,6 +215,53 @@ class NodeEngine:
         if not world.engine_ok:
             self._on_engine_lost(world.engine_error or "observation failed")
             self._guarded_pass(world)
+            return None
+        return world
+
+    def _listed(self, started_ns: int) -> None:
+        """A list call started at ``started_ns`` (wall clock): what happened before
+        it is in the world; the stream is checked from there on. Not for an engine
+        whose clock is not ours (remote, or more than half the settle time apart
+        at connect): its resyncs always list."""
+        self._stream_checked_ns = started_ns if self._clock_shared else None
+
+    def _stream_verified(self) -> bool:
+        """Whether the event stream delivered every event the engine logged since
+        it was last checked (or since the last list call), so that a resync may
+        start from the world the events kept current (:func:`observe.plan.stream_complete`).
+
+        Only for a local engine (the window's end is the engine's clock); False
+        when the stream was never checked since the last list, when the engine
+        cannot replay, or when it replays an event the stream did not deliver.
+        """
+        since = self._stream_checked_ns
+        if since is None or self.client is None or self.stream is None or not self.stream.alive:
+            return False
+        until = time.time_ns() - int(STREAM_SETTLE_S * 1e9)
+        if until <= since:
+            return True  # nothing old enough to check yet; the next resync checks it
+        try:
+            total, replayed = replay_window(self.client, since, until)
+        except ENGINE_ERRORS as e:
+            log.debug("node %s: cannot replay events to check the stream: %s", self.name, e)
+            return False
+        if not stream_complete(total, replayed, self._recent_events):
+            log.info("node %s: the event stream cannot be vouched for (%d events replayed); listing",
+                     self.name, total)
+            return False
+        self._stream_checked_ns = until
+        return True
+
+    def _cached(self, dirty: set[str]) -> WorldState | None:
+        """A resync from the world the events kept current: the containers events
+        named re-inspected, fresh CPU/memory and host figures; no list call."""
+        assert self.observer is not None
+        world = self._refresh(dirty) if dirty else self.world
+        if world is None:
+            return None
+        world = resample(world, self.observer, self.sampler, now=utcnow())
+        if not world.engine_ok:
+            self._on_engine_lost(world.engine_error or "stats read failed")
             return None
         return world
 
@@ -245,7 +304,7 @@ class NodeEngine:
     # ------------------------------------------------------------------ events
 
     def _on_engine_event(self, ev: EngineEvent, dirty: set[str]) -> None:
-        key = (ev.time, ev.container_id, ev.action)
+        key = event_key(ev)
         if key in self._recent_events:
             return  # replayed twice (a replay overlaps the live stream by up to a second)
         self._recent_events[key] = None

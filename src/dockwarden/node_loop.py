@@ -3,8 +3,13 @@ reconcile pipeline for that node.
 
 - A container event re-inspects just that container and runs a pass at once
   (milliseconds, no stats wait); the resync timer (``--resync``, default 30 s)
-  runs a full observation with stats (incremental: only what changed is
-  inspected again; every container every 300 s).
+  runs a pass with fresh CPU/memory figures. Its observation, cheapest first
+  (issue 9): ``cached``, when the engine's replay of its recent events shows the
+  stream delivered them all (``observe.plan.stream_complete``), starts from the
+  world the events kept current, no list call; ``incremental`` lists and
+  inspects only what the list shows changed (at least every 120 s, and whenever
+  the stream cannot be vouched for); ``full`` inspects every container (every
+  300 s).
 - Events are read for the operator's intent (``operator_intent``: the sequence
   ``kill`` -> ``die`` -> ``stop`` of one container, not single events), between
   and during actions: actions run off the loop (``actions.ActionRunner``), one
@@ -67,6 +72,11 @@ PASS_RETRY_INITIAL_S, PASS_RETRY_MAX_S = 0.5, 30.0
 #: Seconds between full observations that inspect every container; the resyncs
 #: between them inspect only what the list call shows changed (issue 9).
 FULL_INSPECT_EVERY_S = 300.0
+#: Seconds after which a resync lists the containers again even when the event
+#: stream is vouched for: the list is the net for what the event log itself
+#: would not show. Between, a resync whose stream the engine's replay vouches
+#: for starts from the world the events kept current (``cached``; issue 9).
+RELIST_EVERY_S = 120.0
 
 
 class _Wake:
@@ -159,6 +169,9 @@ class NodeLoop(NodeEngine):
         self._last_mark: EventMark | None = None
         self._recent_events: dict[tuple, None] = {}  # insertion-ordered, bounded
         self._full_inspect_at = 0.0  # monotonic time of the next full (every container) inspect
+        self._relist_at = 0.0  # monotonic time by which a resync lists again, whatever the stream says
+        self._stream_checked_ns: int | None = None  # the stream is vouched for up to here (wall clock, ns)
+        self._clock_shared = False  # the engine's clock is ours (set on connect)
 
     # ------------------------------------------------------------------ control
 
@@ -386,15 +399,23 @@ class NodeLoop(NodeEngine):
         t0 = time.monotonic()
         self.reconciler.desired = self.desired()  # the inventory (maybe reloaded) and failed-over services
         self.reconciler.policy, self.reconciler.mode = self.shared.policy(), self.shared.mode()
-        if full:
+        if full and t0 < self._relist_at and self.world is not None and self._stream_verified():
+            kind = "cached"  # the stream delivered every event: the world is current but for its figures
+            world = self._cached(dirty)
+            if world is not None:
+                self._update_spikes(world)
+        elif full:
             inspect_all = t0 >= self._full_inspect_at
             kind = "full" if inspect_all else "incremental"
+            listed_ns = time.time_ns()
             # The containers events named are inspected even when the list shows no
             # change: the list may lag the event (observe.docker.plan_inspection).
             world = self._observe(with_stats=True, incremental=not inspect_all, named=dirty)
             if inspect_all:
                 self._full_inspect_at = t0 + FULL_INSPECT_EVERY_S
             if world is not None:
+                self._listed(listed_ns)
+                self._relist_at = t0 + RELIST_EVERY_S
                 self._check_stream(world)
                 self._update_spikes(world)
         elif cheap:
@@ -408,7 +429,7 @@ class NodeLoop(NodeEngine):
         t1 = time.monotonic()
         result = self._pass(world, full_pass=full)
         if log.isEnabledFor(logging.DEBUG):
-            inspected = len(dirty) if kind == "refresh" else (self.observer.last_inspected if self.observer else 0)
+            inspected = len(dirty) if kind in ("refresh", "cached") else (self.observer.last_inspected if self.observer else 0)
             log.debug("pass kind=%s containers=%d inspected=%d observe_ms=%.1f pipeline_ms=%.1f duration_ms=%.1f",
                       kind, len(world.containers), inspected, (t1 - t0) * 1000, self.pipeline_ms,
                       (time.monotonic() - t0) * 1000)

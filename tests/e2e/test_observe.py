@@ -29,8 +29,9 @@ import pytest
 from dockwarden import model
 from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
 from dockwarden.observe.inspect import spec_of
-from dockwarden.observe.events import EngineLost, EventStream
+from dockwarden.observe.events import EngineLost, EventStream, replay_window
 from dockwarden.observe.host import HostSampler
+from dockwarden.observe.plan import event_key, stream_complete
 from dockwarden.observe.world import observe_world, replace_containers, write_world
 
 pytestmark = pytest.mark.e2e
@@ -344,6 +345,47 @@ def test_event_stream_delivers_die_for_killed_container(client, make):
     while not q.empty():
         leftovers.append(q.get_nowait())
     assert not any(isinstance(i, EngineLost) for i in leftovers)
+
+
+def _drain_until(q: queue.Queue, cid: str, action: str, seen: dict, timeout: float = 10) -> None:
+    """Take events off ``q`` into ``seen`` (by event_key) until ``action`` of ``cid`` arrives."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        item = q.get(timeout=max(0.01, deadline - time.monotonic()))
+        assert not isinstance(item, EngineLost), item
+        seen[event_key(item)] = None
+        if item.container_id == cid and item.action == action:
+            return
+    raise AssertionError(f"no {action} event of {cid[:12]} within {timeout} s")
+
+
+def test_the_engines_replay_vouches_for_a_stream_that_missed_nothing(client, make):
+    """Issue 9's cached resync: the engine's replay of a window (GET /events with
+    since and until, its in-memory buffer) against what the stream delivered. A
+    stream that delivered every event is vouched for; one that stopped delivering
+    (closed here, as a half-open connection would) is not."""
+    c = make(["sleep", "300"])
+    q: queue.Queue = queue.Queue()
+    stream = EventStream(client, q)
+    stream.start()
+    seen: dict = {}
+    try:
+        since = time.time_ns()
+        client.api.stop(c.id, timeout=0)
+        _drain_until(q, c.id, "stop", seen)
+        until = time.time_ns()
+    finally:
+        stream.close()
+    total, replayed = replay_window(client, since, until)
+    mine = [e.action for e in replayed if e.container_id == c.id]
+    assert mine[-2:] == ["die", "stop"] and "kill" in mine, mine
+    assert stream_complete(total, replayed, seen)
+    # The stream is gone: the start below reaches the engine's buffer, not us.
+    client.api.start(c.id)
+    after = time.time_ns()
+    total, replayed = replay_window(client, until, after)
+    assert "start" in [e.action for e in replayed if e.container_id == c.id]
+    assert not stream_complete(total, replayed, seen)
 
 
 def test_event_stream_replays_since(client, make):

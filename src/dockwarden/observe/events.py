@@ -75,6 +75,43 @@ def event_from_dict(ev: dict[str, Any]) -> model.EngineEvent | None:
                              name=attrs.get("name", ""), time=ts, attributes=attrs)
 
 
+def api_time(ns: int) -> str:
+    """An engine API timestamp (``since``/``until``): ``seconds.nanoseconds``, the
+    form moby parses exactly (a float's digits would be read as nanoseconds)."""
+    secs, rest = divmod(ns, 1_000_000_000)
+    return f"{secs}.{rest:09d}"
+
+
+def replay_window(client: Any, since_ns: int, until_ns: int) -> tuple[int, list[model.EngineEvent]]:
+    """The events the engine still holds between two times, from its in-memory buffer.
+
+    ``GET /events?since=...&until=...`` (all types): the engine answers from the
+    last 256 events it keeps (moby ``daemon/events/events.go``, ``eventsLimit``)
+    and closes the response at ``until``, which must not be in the engine's
+    future (the call would wait for it): for a local engine, whose clock is ours.
+
+    Args:
+        client: a ``docker.DockerClient``.
+        since_ns, until_ns: the window, nanoseconds since the epoch (engine clock).
+    Returns:
+        tuple: (how many events of any type the engine returned, the container
+        events among them in order).
+    Raises:
+        Exceptions in :data:`ENGINE_ERRORS`: the engine cannot be asked.
+    """
+    docs = client.api.events(since=api_time(since_ns), until=api_time(until_ns), decode=True)
+    total, events = 0, []
+    try:
+        for doc in docs:
+            total += 1
+            ev = event_from_dict(doc)
+            if ev is not None:
+                events.append(ev)
+    finally:
+        docs.close()
+    return total, events
+
+
 class EventStream:
     """Stream container events from the engine into a queue, in a daemon thread.
 

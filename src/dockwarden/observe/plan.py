@@ -5,13 +5,16 @@ sparse observation at 1 000 containers).
 A ``GET /containers/json`` entry is reduced to a :func:`list_key`; against the
 keys of the last observation, :func:`plan_inspection` names what to inspect
 again, and :func:`sparse_split` what a sparse observation (``once``) may build
-from the list alone. No I/O here.
+from the list alone. Between list calls, :func:`stream_complete` says whether
+the event stream delivered every event the engine logged, so that a resync may
+start from the world the events kept current (a *cached* resync) instead of
+listing again. No I/O here.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Container, Iterable
 from typing import Any
 
 from dockwarden import model
@@ -92,3 +95,46 @@ def sparse_split(keys: dict[str, tuple], todo: list[str]) -> tuple[list[str], li
         else:
             rest.append(cid)
     return light, rest
+
+
+#: Events the engine keeps in memory for replay (moby ``daemon/events/events.go``:
+#: ``eventsLimit = 256``; the same on Engine 20.10 to 27).
+ENGINE_EVENT_BUFFER = 256
+#: A replayed window holding this many events (of any type) cannot vouch for the
+#: stream: the buffer may have dropped the window's first events (half the buffer,
+#: for the events of the settle interval after the window, which share it).
+VERIFIABLE_EVENTS = ENGINE_EVENT_BUFFER // 2
+
+
+def event_key(ev: model.EngineEvent) -> tuple:
+    """What identifies one engine event across the live stream and a replay: its
+    time (microseconds), container id and action.
+
+    PURE. Returns:
+        tuple: hashable.
+    """
+    return (ev.time, ev.container_id, ev.action)
+
+
+def stream_complete(total: int, replayed: Iterable[model.EngineEvent], seen: Container[tuple]) -> bool:
+    """Whether the event stream delivered every container event the engine
+    replays for a window: then the world those events kept current is what a
+    list call would show, and a resync may skip the list (issue 9).
+
+    PURE. The stream drops ``exec_*`` events (healthcheck execs), so they are
+    not asked for. Moby drops events for a subscriber that falls 1 024 events
+    behind (its pubsub buffer), and a half-open connection delivers none: both
+    show here as a replayed event never seen.
+
+    Args:
+        total: events of any type the engine returned for the window.
+        replayed: the container events among them.
+        seen: :func:`event_key` of every event the stream delivered (recent ones).
+    Returns:
+        bool: False when the window holds :data:`VERIFIABLE_EVENTS` or more
+        events (the engine's buffer may have lost some of them) or any container
+        event (other than ``exec_*``) was never seen.
+    """
+    if total >= VERIFIABLE_EVENTS:
+        return False
+    return all(event_key(ev) in seen for ev in replayed if not ev.base_action.startswith("exec_"))
