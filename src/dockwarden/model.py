@@ -16,7 +16,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 
 # --------------------------------------------------------------------------- enums
@@ -327,6 +327,28 @@ class ContainerState:
     memory_limit_bytes: int | None = None  # None when unlimited
     spec: dict[str, Any] | None = None  # creation spec for `recreate` (see observe.inspect.spec_of)
     inspected: bool = True  # False: built from the list call only (observe.inspect.container_state_from_list)
+
+    #: The fields a stats read sets (:meth:`with_usage`); every other field comes from an inspect
+    #: or the list call.
+    USAGE_FIELDS: ClassVar[tuple[str, ...]] = ("cpu_percent", "memory_bytes", "memory_limit_bytes")
+
+    def with_usage(self, cpu_percent: float | None, memory_bytes: int | None,
+                   memory_limit_bytes: int | None) -> "ContainerState":
+        """A copy with a stats read's figures (:data:`USAGE_FIELDS`).
+
+        The same as ``dataclasses.replace`` without running ``__init__`` again
+        (0.6 us instead of 5.7 us; a resync copies every running container, issue 9).
+
+        Args:
+            cpu_percent: % of one core; memory_bytes: without inactive page cache;
+            memory_limit_bytes: None when unlimited.
+        """
+        new = object.__new__(ContainerState)
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields["cpu_percent"], fields["memory_bytes"], fields["memory_limit_bytes"] = (
+            cpu_percent, memory_bytes, memory_limit_bytes)
+        return new
 
     @property
     def running(self) -> bool:

@@ -46,7 +46,7 @@ from dockwarden.observe.docker import ContainerObserver, connect_node
 from dockwarden.observe.events import EngineLost, EventStream
 from dockwarden.observe.host import HostSampler
 from dockwarden.observe.liveness import EngineDown, EngineUp, EngineWatch, EventMark
-from dockwarden.observe.world import SpecDocs, write_world
+from dockwarden.observe.world import ContainerDocs, write_world
 from dockwarden.node_engine import NodeEngine
 from dockwarden.operator_intent import OperatorIntent
 from dockwarden.pipeline import PassResult, Reconciler
@@ -156,7 +156,7 @@ class NodeLoop(NodeEngine):
         self.world: WorldState | None = None
         self.docker_root_dir: str | None = None
         self.passes = 0
-        self._spec_docs: SpecDocs = {}  # world.json's memo of public spec documents (world_document)
+        self._world_docs: ContainerDocs = {}  # world.json's memo of container documents (world_document)
         self.pipeline_ms = 0.0  # the last pass's reconcile pipeline (run_pass), for the debug log
         self.workers: list[Worker] = list(workers)
         self.last_result: PassResult | None = None
@@ -591,7 +591,7 @@ class NodeLoop(NodeEngine):
             # restart (event-driven passes; status.json says what they saw).
             try:
                 name = f"world-{self.name}.json" if self.shared.several else "world.json"
-                write_world(world, self.settings.state_dir / name, spec_docs=self._spec_docs)
+                write_world(world, self.settings.state_dir / name, docs=self._world_docs)
             except OSError as e:
                 log.error("world.json: cannot write: %s", e)
         return result

@@ -481,10 +481,11 @@ def test_write_world_atomic_json(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["world.json"]  # no temp files left
 
 
-def test_world_document_spec_memo_gives_the_same_document_and_follows_new_specs():
-    """The memo of public spec documents (world.json at 1 000 containers) never
-    changes what is written: a new spec object is converted again, environment
-    values never leak, and containers gone are dropped from the memo."""
+def test_world_document_memo_gives_the_same_document_and_follows_every_change():
+    """The memo of container documents (world.json at 1 000 containers) never
+    changes what is written: a new spec is converted again, new usage figures and
+    any other changed field show, environment values never leak, and containers
+    gone are dropped from the memo."""
     spec1 = {"image": "img", "environment": ["TOKEN=s3cret", "MODE=a"], "labels": {"k": "v"}}
     a = dataclasses.replace(_cs("a1", "alpha"), spec=spec1)
     b = dataclasses.replace(_cs("b1", "beta"), spec={"image": "img"})
@@ -501,6 +502,17 @@ def test_world_document_spec_memo_gives_the_same_document_and_follows_new_specs(
     assert doc2["containers"][0]["spec"] == {"image": "img:2", "environment_keys": ["MODE"]}
     assert doc2 == world_document(_world(a2))
     assert set(memo) == {"a1"}  # beta is gone
+    # A stats read changes only the usage figures: the memo serves the rest, with the new figures.
+    a3 = a2.with_usage(12.5, 4096, None)
+    doc3 = world_document(_world(a3), memo)
+    assert doc3 == world_document(_world(a3))
+    assert (doc3["containers"][0]["cpu_percent"], doc3["containers"][0]["memory_bytes"]) == (12.5, 4096)
+    assert doc2["containers"][0]["cpu_percent"] is None  # an earlier document is never changed
+    # Any other field changed, with the very same spec object: never served stale.
+    a4 = dataclasses.replace(a3, state="exited", exit_code=137)
+    doc4 = world_document(_world(a4), memo)
+    assert (doc4["containers"][0]["state"], doc4["containers"][0]["exit_code"]) == ("exited", 137)
+    assert doc4 == world_document(_world(a4))
 
 
 def test_write_world_missing_dir_raises(tmp_path):

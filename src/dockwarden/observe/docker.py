@@ -188,8 +188,7 @@ def _restat(c: model.ContainerState, s: Stats | None) -> model.ContainerState:
     """A kept container state with this pass's CPU/memory figures."""
     if s is None or not c.running:
         return c
-    return dataclasses.replace(c, cpu_percent=s[0], memory_bytes=s[1],
-                               memory_limit_bytes=s[2] if s[2] is not None else c.memory_limit_bytes)
+    return c.with_usage(s[0], s[1], s[2] if s[2] is not None else c.memory_limit_bytes)
 
 
 class ContainerObserver:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import json
 import logging
 import os
@@ -94,17 +95,17 @@ def resample(world: model.WorldState, observer: ContainerObserver, sampler: Host
     return dataclasses.replace(world, observed_at=now, host=host, containers=containers)
 
 
-#: A caller-owned memo for :func:`world_document`: container id -> (the spec object
-#: last seen, its public document). A container not inspected again keeps the same
-#: spec object from pass to pass, so its document is built once (issue 9: the spec
-#: was 40 % of writing ``world.json`` at 1 000 containers).
-SpecDocs = dict[str, tuple[Any, Any]]
+#: A caller-owned memo for :func:`world_document`: container id -> (the container's
+#: fields other than its usage figures, its document). A container not inspected
+#: again keeps those fields from pass to pass; only its CPU/memory figures change, so
+#: its document is built once (issue 9: 1 000 container documents a resync).
+ContainerDocs = dict[str, tuple[tuple, dict]]
 
 
-def world_document(world: model.WorldState, spec_docs: SpecDocs | None = None) -> dict:
+def world_document(world: model.WorldState, docs: ContainerDocs | None = None) -> dict:
     """The JSON form of a world state as it may leave the database (``world.json``).
 
-    PURE (``spec_docs`` is a memo: the result is the same with or without it).
+    PURE (``docs`` is a memo: the result is the same with or without it).
     ``model.to_jsonable(world)`` with each container's ``spec`` passed through
     :func:`dockwarden.redact.public_spec`: environment values (``docker run -e
     SECRET=...``) are dropped, their names kept as ``environment_keys``. The full
@@ -112,42 +113,46 @@ def world_document(world: model.WorldState, spec_docs: SpecDocs | None = None) -
 
     Args:
         world: the snapshot.
-        spec_docs: optional memo, reused across calls for the same node; entries of
-            containers no longer in ``world`` are dropped from it.
+        docs: optional memo, reused across calls for the same node; a container's
+            entry is used when its fields other than
+            ``model.ContainerState.USAGE_FIELDS`` are equal (the same objects, for
+            a container not inspected again); entries of containers no longer in
+            ``world`` are dropped.
     Returns:
         dict: node, observed_at (RFC 3339 UTC), host, containers, engine_ok, ...
     """
     doc = model.to_jsonable(dataclasses.replace(world, containers=()))
-    names = _container_fields()
+    names, settled_of = _container_fields()
+    usage = model.ContainerState.USAGE_FIELDS
     containers = []
     for c in world.containers:
-        d = {}
-        for n in names:
-            if n != "spec":
-                d[n] = model.to_jsonable(getattr(c, n))
-                continue
-            memo = spec_docs.get(c.id) if spec_docs is not None else None
-            if memo is not None and memo[0] is c.spec:
-                d[n] = memo[1]
-            else:
-                d[n] = model.to_jsonable(public_spec(c.spec))
-                if spec_docs is not None:
-                    spec_docs[c.id] = (c.spec, d[n])
+        settled = settled_of(c)
+        memo = docs.get(c.id) if docs is not None else None
+        if memo is not None and memo[0] == settled:
+            d = dict(memo[1])
+        else:
+            d = {n: model.to_jsonable(public_spec(c.spec) if n == "spec" else getattr(c, n)) for n in names}
+            if docs is not None:
+                docs[c.id] = (settled, d)
+        for n in usage:
+            d[n] = model.to_jsonable(getattr(c, n))
         containers.append(d)
     doc["containers"] = containers
-    if spec_docs is not None and len(spec_docs) > len(world.containers):
+    if docs is not None and len(docs) > len(world.containers):
         present = {c.id for c in world.containers}
-        for cid in [k for k in spec_docs if k not in present]:
-            del spec_docs[cid]
+        for cid in [k for k in docs if k not in present]:
+            del docs[cid]
     return doc
 
 
 @functools.cache
-def _container_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(model.ContainerState))
+def _container_fields() -> tuple[tuple[str, ...], Callable[[model.ContainerState], tuple]]:
+    """(every field name in order, a getter of the fields other than the usage figures)."""
+    names = tuple(f.name for f in dataclasses.fields(model.ContainerState))
+    return names, operator.attrgetter(*(n for n in names if n not in model.ContainerState.USAGE_FIELDS))
 
 
-def write_world(world: model.WorldState, path: Path, *, spec_docs: SpecDocs | None = None) -> None:
+def write_world(world: model.WorldState, path: Path, *, docs: ContainerDocs | None = None) -> None:
     """Write a world state as JSON, atomically.
 
     Writes a temporary file in the same directory (``mkstemp``: 0600), fsyncs it
@@ -158,7 +163,7 @@ def write_world(world: model.WorldState, path: Path, *, spec_docs: SpecDocs | No
         world: the snapshot, written as :func:`world_document` (no environment
             values; datetimes RFC 3339 UTC).
         path: destination, e.g. ``<state dir>/world.json``; its directory must exist.
-        spec_docs: the memo of :func:`world_document` (a daemon keeps one per node).
+        docs: the memo of :func:`world_document` (a daemon keeps one per node).
     Raises:
         OSError: the directory is missing or not writable, or the disk is full
             (the temporary file is removed).
@@ -166,7 +171,7 @@ def write_world(world: model.WorldState, path: Path, *, spec_docs: SpecDocs | No
     path = Path(path)
     # Compact: the C encoder (``indent`` falls back to the pure-Python one, 3x slower at
     # 1 000 containers); ``jq . world.json`` shows it indented.
-    data = json.dumps(world_document(world, spec_docs), separators=(",", ":"))
+    data = json.dumps(world_document(world, docs), separators=(",", ":"))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
