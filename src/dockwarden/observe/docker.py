@@ -13,7 +13,6 @@ only used when the engine's cgroups are not on this host.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import logging
 import os
