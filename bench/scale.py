@@ -9,8 +9,9 @@ Creates N busybox containers (default 1 000; every second one labelled
 2. ``dockwarden run`` (``--resync 5``, ``-v``): its RSS and CPU % of one core
    over ``--idle`` seconds once it is ready, and the duration of its passes, read
    from its debug log (``pass kind=... duration_ms=...``): full (every container
-   inspected), incremental (only containers the list call shows changed), and
-   event-driven refreshes.
+   inspected), incremental (only containers the list call shows changed), cached
+   (no list call: the engine's replay of its recent events vouched for the
+   stream), and event-driven refreshes.
 3. Crash-to-running for a tracked container among them (SIGKILL to its host PID),
    ``--crashes`` times.
 
@@ -150,11 +151,14 @@ def main() -> int:
         print(f"`dockwarden status` with the daemon running ({args.containers // 2} tracked services): median "
               f"{statistics.median(status):.3f} s   target <= 0.35 s with 100 services")
         stats = [(k, float(ms)) for k, ms in PASS_RE.findall(log_path.read_text(errors="replace"))]
-        for kind in ("full", "incremental", "refresh"):
+        notes = {"full": "every container inspected", "incremental": "the list call, changed ones inspected",
+                 "cached": "no list call: the engine's replay vouched for the stream; target <= 50 ms",
+                 "refresh": "event-driven"}
+        for kind in ("full", "incremental", "cached", "refresh"):
             xs = [ms for k, ms in stats if k == kind]
             if xs:
                 print(f"  {kind} passes: {len(xs)}, median {statistics.median(xs):.1f} ms, "
-                      f"max {max(xs):.1f} ms" + ("   target <= 50 ms" if kind == "incremental" else ""))
+                      f"max {max(xs):.1f} ms   ({notes[kind]})")
 
         name = f"dwscale-{tag}-0000"
         times = []
@@ -190,7 +194,9 @@ def main() -> int:
         if daemon is not None:
             stop_daemon(daemon, 30)
         gone = client.containers.list(all=True, filters={"label": f"dockwarden.bench={tag}"})
-        with ThreadPoolExecutor(16) as pool:
+        # 4 at a time: 16 concurrent force-removes of 1 000 running containers once left
+        # Engine 20.10 waiting for ever on exits containerd never reported (kill.go:151).
+        with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda c: c.remove(force=True), gone))
         print(f"removed {len(gone)} containers")
 
