@@ -28,7 +28,7 @@ from dockwarden.execute import Executor
 from dockwarden.inventory import merge_labelled
 from dockwarden.model import EngineEvent, EventType, WorldState, parse_time, utcnow
 from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect, connect_node, engine_is_local
-from dockwarden.observe.events import EventStream, event_from_dict, replay_window
+from dockwarden.observe.events import EventStream, replay_window
 from dockwarden.observe.liveness import EventMark, engine_remembers, manually_stopped
 from dockwarden.observe.plan import event_key, stream_complete
 from dockwarden.observe.world import observe_world, replace_containers, resample, unreported_changes
@@ -51,6 +51,10 @@ RECENT_EVENTS_KEPT = 1024
 #: A cached resync checks the stream up to this long ago: an event younger than
 #: this may still be on its way to the queue (seconds; the stream adds 1-2 ms).
 STREAM_SETTLE_S = 1.0
+#: A cached resync's replay of recent events waits this long for the engine (seconds):
+#: the liveness watch notices a frozen engine in ``heartbeat_s``; the loop must not
+#: hang meanwhile.
+REPLAY_TIMEOUT_S = 2.0
 
 
 class NodeEngine:
@@ -142,10 +146,9 @@ class NodeEngine:
         """Read the events we missed (``since`` the last one seen, ``until`` the
         engine's now) synchronously, before any pass can act on their result."""
         try:
-            docs = client.api.events(since=int(since.timestamp()), until=int(until.timestamp()) + 1, decode=True,
-                                     filters={"type": ["container"]})
-            replayed = [e for e in (event_from_dict(d) for d in docs) if e is not None]
-        except ENGINE_ERRORS as e:
+            _, replayed = replay_window(client, int(since.timestamp()) * 10**9,
+                                        (int(until.timestamp()) + 1) * 10**9)
+        except (*ENGINE_ERRORS, ValueError) as e:
             log.warning("cannot replay missed events: %s", e)
             return
         for ev in replayed:
@@ -241,8 +244,8 @@ class NodeEngine:
         if until <= since:
             return True  # nothing old enough to check yet; the next resync checks it
         try:
-            total, replayed = replay_window(self.client, since, until)
-        except ENGINE_ERRORS as e:
+            total, replayed = replay_window(self.client, since, until, timeout_s=REPLAY_TIMEOUT_S)
+        except (*ENGINE_ERRORS, ValueError) as e:
             log.debug("node %s: cannot replay events to check the stream: %s", self.name, e)
             return False
         if not stream_complete(total, replayed, self._recent_events):

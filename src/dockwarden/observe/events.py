@@ -16,6 +16,7 @@ arrives as ``health_status: ...`` when it changes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import queue
 import threading
@@ -82,33 +83,41 @@ def api_time(ns: int) -> str:
     return f"{secs}.{rest:09d}"
 
 
-def replay_window(client: Any, since_ns: int, until_ns: int) -> tuple[int, list[model.EngineEvent]]:
+def replay_window(client: Any, since_ns: int, until_ns: int, *,
+                  timeout_s: float = 5.0) -> tuple[int, list[model.EngineEvent]]:
     """The events the engine still holds between two times, from its in-memory buffer.
 
     ``GET /events?since=...&until=...`` (all types): the engine answers from the
     last 256 events it keeps (moby ``daemon/events/events.go``, ``eventsLimit``)
-    and closes the response at ``until``, which must not be in the engine's
-    future (the call would wait for it): for a local engine, whose clock is ours.
+    and ends the response at ``until`` (a time in the engine's future makes it
+    wait until then). One bounded request, not docker-py's ``events()``: that
+    streams with no timeout at all, so a frozen engine (SIGSTOP) would hold the
+    caller for ever (seen: a node loop stuck in it never saw the engine go away).
 
     Args:
         client: a ``docker.DockerClient``.
         since_ns, until_ns: the window, nanoseconds since the epoch (engine clock).
+        timeout_s: connect and read timeout, seconds.
     Returns:
         tuple: (how many events of any type the engine returned, the container
         events among them in order).
     Raises:
-        Exceptions in :data:`ENGINE_ERRORS`: the engine cannot be asked.
+        Exceptions in :data:`ENGINE_ERRORS`: the engine cannot be asked, did not
+            answer within ``timeout_s``, or answered with an error; ValueError:
+            the answer is not a JSON stream.
     """
-    docs = client.api.events(since=api_time(since_ns), until=api_time(until_ns), decode=True)
+    api = client.api
+    resp = api.get(f"{api.base_url}/v{api.api_version}/events",
+                   params={"since": api_time(since_ns), "until": api_time(until_ns)}, timeout=timeout_s)
+    resp.raise_for_status()
     total, events = 0, []
-    try:
-        for doc in docs:
-            total += 1
-            ev = event_from_dict(doc)
-            if ev is not None:
-                events.append(ev)
-    finally:
-        docs.close()
+    for line in resp.text.splitlines():
+        if not line.strip():
+            continue
+        total += 1
+        ev = event_from_dict(json.loads(line))
+        if ev is not None:
+            events.append(ev)
     return total, events
 
 

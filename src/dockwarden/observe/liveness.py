@@ -200,25 +200,15 @@ def engine_remembers(client: Any, mark: EventMark, *, timeout_s: float = 3.0) ->
         works but lacks it (the engine restarted, or more events than its
         buffer holds happened since); None when the engine cannot be asked.
     """
-    from dockwarden.observe.events import event_from_dict
+    from dockwarden.observe.events import replay_window
 
     since = mark.time - timedelta(seconds=1)
     until = mark.time + timedelta(seconds=1)
     try:
-        stream = client.api.events(since=int(since.timestamp()), until=int(until.timestamp()) + 1, decode=True,
-                                   filters={"type": ["container"]})
-        found = False
-        for doc in stream:
-            ev = event_from_dict(doc)
-            if (ev is not None and ev.container_id == mark.container_id and ev.action == mark.action
-                    and abs((ev.time - mark.time).total_seconds()) < 0.001):
-                found = True
-                break
-        try:
-            stream.close()
-        except Exception as e:  # noqa: BLE001 - closing a finished stream
-            log.debug("replay stream close: %s", e)
-        return found
-    except ENGINE_ERRORS as e:
+        _, replayed = replay_window(client, int(since.timestamp()) * 10**9, (int(until.timestamp()) + 1) * 10**9,
+                                    timeout_s=timeout_s)
+        return any(ev.container_id == mark.container_id and ev.action == mark.action
+                   and abs((ev.time - mark.time).total_seconds()) < 0.001 for ev in replayed)
+    except (*ENGINE_ERRORS, ValueError) as e:
         log.debug("replay check failed: %s", e)
         return None
