@@ -17,20 +17,49 @@ if TYPE_CHECKING:
     from dockwarden.store import Store
 
 
-#: Seconds between the two reads of the CPU counters of ``once``/``status --fresh``.
+#: Seconds at least between the two samples of the CPU counters of ``once``/``status
+#: --fresh``: the first is taken before anything else (``CgroupStatsReader.prime``,
+#: the host sampler's baseline), so the interval covers the imports, the set-up and
+#: the engine calls instead of a sleep after them (issue 9).
 CPU_SAMPLE_S = 0.25
 
 
-def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
-    """Observe once and evaluate; with ``act`` also record and execute (needs the lock)."""
+def _start_cpu_interval() -> tuple[float, Any, Any]:
+    """The first CPU sample of the host and of every container with a cgroup, taken
+    before the heavy imports (psutil and the cgroup files only).
+
+    Returns:
+        tuple: (monotonic time of the sample, ``HostSampler``, ``CgroupStatsReader``).
+    """
+    from dockwarden.observe.host import HostSampler
+    from dockwarden.observe.stats import CgroupStatsReader
+
+    primed = time.monotonic()
+    sampler = HostSampler()
+    cgroup = CgroupStatsReader()
+    cgroup.prime()
+    return primed, sampler, cgroup
+
+
+def _evaluate(s: Settings, *, mode: Mode | None, act: bool, interval: tuple[float, Any, Any] | None = None):
+    """Observe once and evaluate; with ``act`` also record and execute (needs the lock).
+
+    ``interval``: from :func:`_start_cpu_interval` when the caller started it first.
+    """
+    primed, sampler, cgroup = interval or _start_cpu_interval()
     from dockwarden.config import load_policy
+    from dockwarden.execute import Executor
+    from dockwarden.incidents import IncidentBook
     from dockwarden.inventory import load_inventory
     from dockwarden.lock import AlreadyRunning, acquire_lock
-    from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
-    from dockwarden.observe.host import HostSampler
-    from dockwarden.observe.world import observe_world, resample, write_world
     from dockwarden.model import WorldState
+    from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver, connect
+    from dockwarden.observe.world import observe_world, resample, write_world
+    from dockwarden.pipeline import Reconciler
+    from dockwarden.sinks.events import EventLog
+    from dockwarden.sinks.notify import Notifier, NotifyWorker, Outbox
     from dockwarden.store import Store
+    from dockwarden.worker import WorkerContext
 
     pol = load_policy(s.policy_path)
     desired = load_inventory(s.inventory, s.node)
@@ -41,26 +70,13 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
             lock = acquire_lock(s.state_dir)
         except AlreadyRunning:
             act = False  # the daemon acts; we only look
-    sampler = HostSampler()
     try:
         client = connect(s.docker_host)
-        observer = ContainerObserver(client)
+        observer = ContainerObserver(client, cgroup=cgroup)
         root = observer.engine_info().get("root_dir")
-        world = observe_world(observer, sampler, node=desired.node, now=utcnow(), with_stats=True,
-                              docker_root_dir=root, sparse=_must_inspect(desired, pol, store))
-        sampled = time.monotonic()
     except ENGINE_ERRORS as e:
         client = observer = None
-        world = WorldState(node=desired.node, observed_at=utcnow(), host=sampler.sample(["/"]), engine_ok=False,
-                           engine_error=str(e))
-    # Imported while the CPU counters' interval runs (the set-up below overlaps it).
-    from dockwarden.execute import Executor
-    from dockwarden.incidents import IncidentBook
-    from dockwarden.pipeline import Reconciler
-    from dockwarden.sinks.events import EventLog
-    from dockwarden.sinks.notify import Notifier, NotifyWorker, Outbox
-    from dockwarden.worker import WorkerContext
-
+        root, error = None, str(e)
     events = EventLog(s.state_dir / "events.jsonl", store) if act else None
     executor = Executor(client, stop_timeout_s=pol.guardrails.stop_timeout_s) if (act and client) else None
     book = IncidentBook(s.state_dir / "dockwarden.db", desired.node) if act else None
@@ -74,11 +90,18 @@ def _evaluate(s: Settings, *, mode: Mode | None, act: bool):
         protocol.close_interrupted()
     rec = Reconciler(store=store, events=events, executor=executor, policy=pol, desired=desired,
                      mode=mode or pol.guardrails.mode, incidents=book, protocol=protocol)
-    if observer is not None and world.engine_ok:
-        # CPU % needs a second sample of the counters, CPU_SAMPLE_S after the first
-        # (not a second observation); the set-up above ran meanwhile.
-        time.sleep(max(0.0, CPU_SAMPLE_S - (time.monotonic() - sampled)))
-        world = resample(world, observer, sampler, now=utcnow())
+    if observer is not None:
+        time.sleep(max(0.0, CPU_SAMPLE_S - (time.monotonic() - primed)))
+        world = observe_world(observer, sampler, node=desired.node, now=utcnow(), with_stats=True,
+                              docker_root_dir=root, sparse=_must_inspect(desired, pol, store))
+        if world.engine_ok and any(c.running and c.cpu_percent is None for c in world.containers):
+            # Started since the first sample, or read through the engine's stats API (a
+            # remote engine): a second read CPU_SAMPLE_S after this one gives their CPU %.
+            time.sleep(CPU_SAMPLE_S)
+            world = resample(world, observer, sampler, now=utcnow())
+    else:
+        world = WorldState(node=desired.node, observed_at=utcnow(), host=sampler.sample(["/"]), engine_ok=False,
+                           engine_error=error)
     if act:
         outbox = Outbox(s.state_dir / "dockwarden.db")
         events.subscribers.append(Notifier(outbox, lambda: pol).on_event)  # type: ignore[union-attr]
@@ -247,12 +270,13 @@ def once(
     mode: ModeOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """One reconcile pass. Exit code: 0 nominal, 1 degraded/reconciling, 2 unstable, 3 could not check."""
+    interval = _start_cpu_interval()
     from dockwarden.config import ConfigError
     from dockwarden.store import StoreError
 
     s = settings_from(inventory, state_dir, policy, node)
     try:
-        ev, store = _evaluate(s, mode=mode, act=True)
+        ev, store = _evaluate(s, mode=mode, act=True, interval=interval)
     except (ConfigError, StoreError) as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(3)
@@ -284,11 +308,12 @@ def _look(inventory, state_dir, policy, node, fresh: bool = False) -> dict[str, 
             doc = read_fresh(s.state_dir)
             if doc is not None:
                 return _with_recorded_intents(doc, s)
+    interval = _start_cpu_interval()
     from dockwarden.config import ConfigError  # only now: the paths above need no pydantic models
     from dockwarden.store import StoreError
 
     try:
-        ev, store = _evaluate(s, mode=None, act=False)
+        ev, store = _evaluate(s, mode=None, act=False, interval=interval)
     except (ConfigError, StoreError) as e:
         fail(str(e), 3)
     return _evaluation_json(ev, s, store)

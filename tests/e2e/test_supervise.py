@@ -226,3 +226,22 @@ def test_once_exit_codes_match_summary(tmp_path, containers, daemon_factory):
             os.environ["DOCKER_HOST"] = env_backup
     assert r.returncode == 3, r.stdout + r.stderr
     assert json.loads(r.stdout)["summary"] == "unknown"
+
+
+def test_once_reports_cpu_over_its_whole_run(tmp_path, containers, daemon_factory):
+    """`once` takes its first CPU sample before its imports and engine calls (issue 9):
+    a container spinning a core shows it, an idle one does not, and the host has a figure."""
+    import json
+
+    containers.run("busy", ["sh", "-c", "while :; do :; done"])
+    containers.run("idle", ["sleep", "3600"])
+    inv = write_inventory(tmp_path / "inv", [_svc("busy", container=containers.name("busy")),
+                                             _svc("idle", container=containers.name("idle"))])
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY))
+    r = d.cli("once", "--mode", "observe", "--json")
+    assert r.returncode in (0, 1, 2), r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    cpu = {s["service"]: s["cpu_percent"] for s in doc["services"]}
+    assert cpu["busy"] is not None and cpu["busy"] >= 30, cpu  # one core spinning: ~100 % of one core
+    assert cpu["idle"] is not None and cpu["idle"] < 10, cpu
+    assert doc["host"]["cpu_percent"] is not None

@@ -425,6 +425,49 @@ def test_cgroup_v2_cgroupfs_path(tmp_path):
     assert r.read([CID]) == {CID: (None, 100, None)}
 
 
+def test_prime_takes_the_first_cpu_sample_of_every_container_cgroup_found(tmp_path):
+    """``once`` starts its CPU interval before asking the engine anything (issue 9):
+    the ids come from the cgroup directories, both drivers, nothing else counts."""
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "cpuacct").mkdir()
+    other = "b" * 64
+    _write_v1(tmp_path, CID, cpu_ns=1_000_000_000, usage=5, limit=10, inactive=0)
+    scope = f"system.slice/docker-{other}.scope"
+    for ctl, files in (("cpuacct", {"cpuacct.usage": "0\n"}),
+                       ("memory", {"memory.usage_in_bytes": "7\n", "memory.limit_in_bytes": "10\n",
+                                   "memory.stat": "total_inactive_file 0\n"})):
+        d = tmp_path / ctl / scope
+        d.mkdir(parents=True)
+        for name, text in files.items():
+            (d / name).write_text(text)
+    for junk in ("docker/not-a-container", "system.slice/cron.service", f"docker/{CID[:12]}"):
+        (tmp_path / "cpuacct" / junk).mkdir(parents=True)
+    clock = iter([0, 0, 500_000_000, 500_000_000])
+    r = CgroupStatsReader(str(tmp_path), clock_ns=lambda: next(clock))
+    assert r.prime() == 2
+    _write_v1(tmp_path, CID, cpu_ns=1_250_000_000, usage=5, limit=10, inactive=0)
+    got = r.read([CID, other])
+    assert got[CID][0] == pytest.approx(50.0)  # 0.25 s of CPU over the 0.5 s since prime
+    assert got[other][0] == pytest.approx(0.0)
+    # Nothing found (no docker cgroups, or no cgroups at all): nothing primed, nothing raised.
+    assert CgroupStatsReader(str(tmp_path / "none")).prime() == 0
+
+
+def test_prime_reads_cgroup_v2_counters(tmp_path):
+    (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+    d = tmp_path / "system.slice" / f"docker-{CID}.scope"
+    d.mkdir(parents=True)
+    (d / "memory.current").write_text("4096\n")
+    (d / "cpu.stat").write_text("usage_usec 1000000\n")
+    clock = iter([0, 1_000_000_000])
+    r = CgroupStatsReader(str(tmp_path), clock_ns=lambda: next(clock))
+    assert r.prime() == 1
+    (d / "memory.max").write_text("max\n")
+    (d / "memory.stat").write_text("inactive_file 0\n")
+    (d / "cpu.stat").write_text("usage_usec 1500000\n")
+    assert r.read([CID])[CID][0] == pytest.approx(50.0)
+
+
 # --------------------------------------------------------------------------- host and world
 
 

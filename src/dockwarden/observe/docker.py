@@ -197,7 +197,8 @@ class ContainerObserver:
     threads (stats reads are serialised).
     """
 
-    def __init__(self, client: Any, *, workers: int = 32, stats: str = "auto") -> None:
+    def __init__(self, client: Any, *, workers: int = 32, stats: str = "auto",
+                 cgroup: CgroupStatsReader | None = None) -> None:
         """
         Args:
             client: a ``docker.DockerClient`` from :func:`connect` (its pool must
@@ -207,6 +208,8 @@ class ContainerObserver:
                 cgroups are found, with the API for containers not found there),
                 ``cgroup`` (cgroup files only), ``api`` (engine stats only),
                 ``none`` (no CPU/memory figures).
+            cgroup: the cgroup reader to use (one already primed,
+                :meth:`CgroupStatsReader.prime`); None makes one.
         Raises:
             ValueError: unknown ``stats`` mode.
         """
@@ -226,7 +229,7 @@ class ContainerObserver:
         self._known: dict[str, tuple[tuple | None, model.ContainerState]] = {}
         self.last_inspected = 0  # containers inspected by the last observe()
         if stats in ("auto", "cgroup"):
-            cg = CgroupStatsReader()
+            cg = cgroup if cgroup is not None else CgroupStatsReader()
             if stats == "cgroup" or (cg.available() and engine_is_local(client)):
                 self._cgroup = cg
         self._fallback_api = stats == "auto"

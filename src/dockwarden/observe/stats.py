@@ -123,6 +123,19 @@ def _keyed_value(buf: bytes, key: bytes) -> int:
     return int(buf[start:] if end < 0 else buf[start:end])
 
 
+def _cpu_ns(version: int, cpu_file: str) -> int:
+    """A container's CPU time, nanoseconds: ``cpuacct.usage`` (v1) or ``cpu.stat``'s
+    ``usage_usec`` (v2).
+
+    Raises:
+        OSError: the file is gone (the container stopped) or unreadable.
+        ValueError: the file does not hold the counter.
+    """
+    if version == 1:
+        return _read_int(cpu_file) or 0
+    return _keyed_value(_read_file(cpu_file), b"usage_usec") * 1000
+
+
 class CgroupStatsReader:
     """Read container CPU and memory from the host's cgroup files.
 
@@ -195,6 +208,53 @@ class CgroupStatsReader:
             self._paths[cid] = hit
         return hit
 
+    def _found(self) -> list[str]:
+        """Ids of the containers whose cgroups exist now (the layouts above), found by
+        listing the cgroup directories: no engine call."""
+        r = self.root
+        if self.version == 1:
+            parents = [os.path.join(r, "cpuacct", "docker"), os.path.join(r, "cpuacct", "system.slice")]
+        elif self.version == 2:
+            parents = [os.path.join(r, "system.slice"), os.path.join(r, "docker")]
+        else:
+            return []
+        ids = []
+        for parent in parents:
+            try:
+                names = os.listdir(parent)
+            except OSError:  # this layout is not in use here
+                continue
+            for name in names:
+                if name.startswith("docker-") and name.endswith(".scope"):
+                    name = name[len("docker-"):-len(".scope")]
+                if len(name) == 64 and all(ch in "0123456789abcdef" for ch in name):
+                    ids.append(name)
+        return ids
+
+    def prime(self) -> int:
+        """Take the first CPU sample of every container that has a cgroup now, before
+        the engine is asked anything: a later :meth:`read` of the same ids gives CPU %
+        over the whole time between (``once`` starts its CPU interval before its
+        imports, connect and list call instead of sleeping after them; issue 9).
+
+        Returns:
+            int: containers sampled.
+        Raises:
+            Nothing: unreadable cgroups are skipped.
+        """
+        n = 0
+        for cid in self._found():
+            where = self._resolve(cid)
+            if where is None:
+                continue
+            try:
+                cpu_ns = _cpu_ns(where[0], where[1])
+            except (OSError, ValueError):
+                continue
+            self._prev[cid] = (cpu_ns, self._clock_ns())
+            n += 1
+        return n
+
     def available(self, ids: Sequence[str] = ()) -> bool:
         """Whether this reader can be used.
 
@@ -220,12 +280,8 @@ class CgroupStatsReader:
             return None
         version, cpu_file, usage_file, limit_file, stat_file = where
         try:
-            if version == 1:
-                cpu_ns = _read_int(cpu_file) or 0
-                inactive_key = b"total_inactive_file"
-            else:
-                cpu_ns = _keyed_value(_read_file(cpu_file), b"usage_usec") * 1000
-                inactive_key = b"inactive_file"
+            cpu_ns = _cpu_ns(version, cpu_file)
+            inactive_key = b"total_inactive_file" if version == 1 else b"inactive_file"
             usage = _read_int(usage_file) or 0
             limit = _read_int(limit_file)
             inactive = _keyed_value(_read_file(stat_file), inactive_key)
