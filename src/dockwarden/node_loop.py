@@ -399,7 +399,8 @@ class NodeLoop(NodeEngine):
         t0 = time.monotonic()
         self.reconciler.desired = self.desired()  # the inventory (maybe reloaded) and failed-over services
         self.reconciler.policy, self.reconciler.mode = self.shared.policy(), self.shared.mode()
-        if full and t0 < self._relist_at and self.world is not None and self._stream_verified():
+        if (full and t0 < self._relist_at and t0 < self._full_inspect_at and self.world is not None
+                and self._stream_verified()):
             kind = "cached"  # the stream delivered every event: the world is current but for its figures
             world = self._cached(dirty)
             if world is not None:
@@ -429,7 +430,8 @@ class NodeLoop(NodeEngine):
         t1 = time.monotonic()
         result = self._pass(world, full_pass=full)
         if log.isEnabledFor(logging.DEBUG):
-            inspected = len(dirty) if kind in ("refresh", "cached") else (self.observer.last_inspected if self.observer else 0)
+            inspected = (len(dirty) if kind in ("refresh", "cached")
+                         else (self.observer.last_inspected if self.observer else 0))
             log.debug("pass kind=%s containers=%d inspected=%d observe_ms=%.1f pipeline_ms=%.1f duration_ms=%.1f",
                       kind, len(world.containers), inspected, (t1 - t0) * 1000, self.pipeline_ms,
                       (time.monotonic() - t0) * 1000)
