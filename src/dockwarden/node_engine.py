@@ -108,9 +108,9 @@ class NodeEngine:
                 manually_stopped=lambda cid: manually_stopped(self.docker_root_dir, cid))
             if decided["taken_back"] or decided["kept"]:
                 log.info("remembered stops: taken back %s, kept %s", decided["taken_back"], decided["kept"])
-        until = parse_time(info.get("system_time")) or utcnow()
-        # A cached resync checks the stream against the engine's replay up to a time of our clock.
         engine_now = parse_time(info.get("system_time"))
+        until = engine_now or utcnow()
+        # A cached resync checks the stream against the engine's replay up to a time of our clock.
         self._clock_shared = (engine_is_local(client) and engine_now is not None
                               and abs((answered - engine_now).total_seconds()) < STREAM_SETTLE_S / 2)
         if restarted or rebooted:

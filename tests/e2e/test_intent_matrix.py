@@ -21,10 +21,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
-import threading
 import time
 import urllib.request
 from datetime import datetime, timezone
@@ -37,6 +34,7 @@ import yaml
 from conftest import (FAST_POLICY, HTTPD_IMAGE, IMAGE, NGINX_IMAGE, RUN_ID, TEST_LABEL, wait_for, write_inventory,
                       write_policy)
 from dockwarden.model import parse_time
+from engine_proxy import EngineProxy, engine_socket
 from dockwarden.operator_intent import NON_STOP_SIGNAL_DIE_S
 
 RESYNC_S = 1.0
@@ -160,86 +158,6 @@ def compose(tmp_path, docker_client, request):
                        timeout=120)
         for c in docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={p.project}"}):
             c.remove(force=True)
-
-
-class CuttableProxy:
-    """A unix socket that forwards every connection to the engine's socket, and
-    can cut all open connections at once (the engine stays up): a dropped event
-    stream, as a proxy or a network blip makes one."""
-
-    def __init__(self, upstream: str):
-        self.upstream = upstream
-        self.dir = tempfile.mkdtemp(prefix="dwproxy", dir="/tmp")  # short: unix socket paths max 107 bytes
-        self.path = os.path.join(self.dir, "docker.sock")
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(self.path)
-        self.server.listen(64)
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._closed = False
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
-
-    @property
-    def host(self) -> str:
-        return f"unix://{self.path}"
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                down, _ = self.server.accept()
-            except OSError:
-                return
-            up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                up.connect(self.upstream)
-            except OSError:
-                down.close()
-                continue
-            with self._lock:
-                self._open |= {down, up}
-                self.accepted += 1
-            for a, b in ((down, up), (up, down)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True, name="proxy-pump").start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-            dst.shutdown(socket.SHUT_WR)  # half-close, as HTTP clients expect
-        except OSError:
-            self._drop(src, dst)  # cut, or the other side went away
-
-    def _drop(self, *socks: socket.socket) -> None:
-        with self._lock:
-            for s in socks:
-                if s in self._open:
-                    self._open.discard(s)
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass  # already disconnected
-                    s.close()
-
-    def cut(self) -> int:
-        """Cut every open connection (both sides); returns how many pairs were open."""
-        with self._lock:
-            socks = list(self._open)
-        self._drop(*socks)
-        return len(socks) // 2
-
-    def close(self) -> None:
-        self._closed = True
-        self.server.close()
-        self.cut()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def engine_socket() -> str:
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://"):
-        pytest.fail(f"the stream-drop row needs a local engine socket, DOCKER_HOST is {host}")
-    return host[len("unix://"):]
 
 
 # --------------------------------------------------------------------------- the images
@@ -707,7 +625,7 @@ def test_event_stream_drop_keeps_the_operators_stop(real_images, tmp_path, conta
                                                     docker_client):
     """Row: the event stream drops while the engine stays up: no engine events;
     operator stops are kept; reconnect and replay."""
-    proxy = CuttableProxy(engine_socket())
+    proxy = EngineProxy(engine_socket())
     try:
         containers.run("blip", None, image=NGINX_IMAGE, network_mode="none")
         name = containers.name("blip")

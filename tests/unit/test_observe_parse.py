@@ -354,9 +354,10 @@ def test_stats_from_api_v2_limited():
     assert limit == 8 * 2**20
 
 
-def _write_v1(root, cid, *, cpu_ns, usage, limit, inactive):
-    mem = root / "memory" / "docker" / cid
-    cpu = root / "cpuacct" / "docker" / cid
+def _write_v1(root, cid, *, cpu_ns, usage, limit, inactive, rel=None):
+    rel = rel or f"docker/{cid}"  # the cgroupfs driver; systemd: system.slice/docker-<id>.scope
+    mem = root / "memory" / rel
+    cpu = root / "cpuacct" / rel
     mem.mkdir(parents=True, exist_ok=True)
     cpu.mkdir(parents=True, exist_ok=True)
     (cpu / "cpuacct.usage").write_text(f"{cpu_ns}\n")
@@ -394,14 +395,20 @@ def test_cgroup_reader_leaves_out_unknown_ids(tmp_path):
     assert set(r.read([CID, "0" * 64])) == {CID}
 
 
+def _write_v2(root, cid, *, usage_usec, current, limit="max", inactive):
+    """A cgroup v2 container (systemd driver); returns its directory."""
+    (root / "cgroup.controllers").write_text("cpu memory\n")
+    d = root / "system.slice" / f"docker-{cid}.scope"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "memory.current").write_text(f"{current}\n")
+    (d / "memory.max").write_text(f"{limit}\n")
+    (d / "memory.stat").write_text(f"anon {current}\ninactive_file {inactive}\n")
+    (d / "cpu.stat").write_text(f"usage_usec {usage_usec}\nuser_usec 1\n")
+    return d
+
+
 def test_cgroup_v2_reader(tmp_path):
-    (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
-    d = tmp_path / "system.slice" / f"docker-{CID}.scope"
-    d.mkdir(parents=True)
-    (d / "memory.current").write_text("4096\n")
-    (d / "memory.max").write_text("max\n")
-    (d / "memory.stat").write_text("anon 4096\ninactive_file 1024\n")
-    (d / "cpu.stat").write_text("usage_usec 1000000\nuser_usec 1\n")
+    d = _write_v2(tmp_path, CID, usage_usec=1000000, current=4096, inactive=1024)
     clock = iter([0, 2_000_000_000])
     r = CgroupStatsReader(str(tmp_path), clock_ns=lambda: next(clock))
     assert r.version == 2
@@ -432,14 +439,7 @@ def test_prime_takes_the_first_cpu_sample_of_every_container_cgroup_found(tmp_pa
     (tmp_path / "cpuacct").mkdir()
     other = "b" * 64
     _write_v1(tmp_path, CID, cpu_ns=1_000_000_000, usage=5, limit=10, inactive=0)
-    scope = f"system.slice/docker-{other}.scope"
-    for ctl, files in (("cpuacct", {"cpuacct.usage": "0\n"}),
-                       ("memory", {"memory.usage_in_bytes": "7\n", "memory.limit_in_bytes": "10\n",
-                                   "memory.stat": "total_inactive_file 0\n"})):
-        d = tmp_path / ctl / scope
-        d.mkdir(parents=True)
-        for name, text in files.items():
-            (d / name).write_text(text)
+    _write_v1(tmp_path, other, cpu_ns=0, usage=7, limit=10, inactive=0, rel=f"system.slice/docker-{other}.scope")
     for junk in ("docker/not-a-container", "system.slice/cron.service", f"docker/{CID[:12]}"):
         (tmp_path / "cpuacct" / junk).mkdir(parents=True)
     clock = iter([0, 0, 500_000_000, 500_000_000])
@@ -454,16 +454,10 @@ def test_prime_takes_the_first_cpu_sample_of_every_container_cgroup_found(tmp_pa
 
 
 def test_prime_reads_cgroup_v2_counters(tmp_path):
-    (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
-    d = tmp_path / "system.slice" / f"docker-{CID}.scope"
-    d.mkdir(parents=True)
-    (d / "memory.current").write_text("4096\n")
-    (d / "cpu.stat").write_text("usage_usec 1000000\n")
+    d = _write_v2(tmp_path, CID, usage_usec=1000000, current=4096, inactive=0)
     clock = iter([0, 1_000_000_000])
     r = CgroupStatsReader(str(tmp_path), clock_ns=lambda: next(clock))
     assert r.prime() == 1
-    (d / "memory.max").write_text("max\n")
-    (d / "memory.stat").write_text("inactive_file 0\n")
     (d / "cpu.stat").write_text("usage_usec 1500000\n")
     assert r.read([CID])[CID][0] == pytest.approx(50.0)
 
