@@ -161,7 +161,7 @@ class Daemon:
             # The HTTP API, in its own thread; it reads the snapshot the first node's passes publish.
             self.api = start_api(DaemonView(
                 settings=self.settings, listen=self.listen, resync_s=self.resync_s, node=primary.name,
-                policy=lambda: self.config.policy, desired=primary.desired, mode=self._mode,
+                policy=lambda: self.config.policy, desired=primary.desired,
                 ready=lambda: self.ready, events=self.events, workers=self.workers,
                 world=lambda: primary.world if primary.world is not None and primary.world.engine_ok else None,
                 other_nodes=lambda: [lp.status_doc for lp in self.loops.values()

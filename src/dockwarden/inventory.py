@@ -523,8 +523,15 @@ def spec_from_labels(c: ContainerState, node: str,
     return spec, (f"container {c.name}: " + "; ".join(problems) if problems else None)
 
 
+#: A caller-owned memo for :func:`merge_labelled`: container id -> (what
+#: :func:`spec_from_labels` reads of it, with the node and the rules; its answer).
+#: A resync of 1 000 containers keeps most of them unchanged (issue 9).
+LabelledSpecs = dict[str, tuple[tuple, tuple["ServiceSpec | None", "str | None"]]]
+
+
 def merge_labelled(
     desired: DesiredState, containers: Iterable[ContainerState], rules: LabelsPolicy | None = None,
+    memo: LabelledSpecs | None = None,
 ) -> tuple[DesiredState, list[str]]:
     """Add label-enabled containers that the inventory does not already track.
 
@@ -538,18 +545,42 @@ def merge_labelled(
         containers (Iterable[ContainerState]): The observed containers.
         rules (LabelsPolicy | None): The policy's ``[labels]`` table; None: its
             defaults (``autoheal=true`` opts in).
+        memo (LabelledSpecs | None): optional, reused across calls (a daemon keeps
+            one); the result is the same with or without it. An entry is used while
+            what :func:`spec_from_labels` reads (name, labels, spec, ``auto_remove``,
+            whether it has a health status, the node, the rules) is equal; entries of
+            containers no longer passed are dropped.
     Returns:
         (desired state with labelled services added, label problems as text).
     """
+    if not isinstance(containers, (tuple, list)):
+        containers = tuple(containers)  # read twice when the memo is pruned
     services = dict(desired.services)
     claimed = ServiceIndex(desired)
     problems: list[str] = []
+    seen = 0
     for c in containers:
+        seen += 1
         if c.name in services or claimed.claims(c):
             continue
-        spec, problem = spec_from_labels(c, desired.node, rules)
+        if memo is None:
+            spec, problem = spec_from_labels(c, desired.node, rules)
+        else:
+            # Compared item by item, identity first: the same label and spec dicts
+            # (a container not inspected again) cost one pointer comparison each.
+            read = (c.name, c.labels, c.spec, c.auto_remove, c.health is None, desired.node, rules)
+            hit = memo.get(c.id)
+            if hit is not None and hit[0] == read:
+                spec, problem = hit[1]
+            else:
+                spec, problem = spec_from_labels(c, desired.node, rules)
+                memo[c.id] = (read, (spec, problem))
         if problem:
             problems.append(problem)
         if spec is not None:
             services[spec.name] = spec
+    if memo is not None and len(memo) > seen:
+        present = {c.id for c in containers}
+        for cid in [k for k in memo if k not in present]:
+            del memo[cid]
     return DesiredState(node=desired.node, services=services), problems

@@ -575,11 +575,14 @@ class NodeLoop(NodeEngine):
                 except Exception as e:  # a worker's hook (a full disk for the journal) never fails the pass
                     log.error("worker %s: after_pass failed: %s", getattr(w, "name", w), e)
         self.last_result = result
+        # One document a pass, with the mode in force: status.json, the API's snapshot and
+        # the fleet's view of this node say the same.
+        self.status_doc = status_document(result.evaluation, mode=self.reconciler.mode,
+                                          policy=self.reconciler.policy, daemon_running=True,
+                                          written_by="daemon", stale_after_s=max(3 * self.resync_s, 10.0))
         api = self.shared.api() if self.primary else None
         if api is not None:
-            api.publish(result, time.monotonic() - t0, self.passes)  # swap in the API's snapshot
-        self.status_doc = status_document(result.evaluation, daemon_running=True, written_by="daemon",
-                                          stale_after_s=max(3 * self.resync_s, 10.0))
+            api.publish(self.status_doc, time.monotonic() - t0, self.passes)  # swap in the API's snapshot
         try:  # what `status` and `drift` show while the daemon runs: after every pass
             if self.shared.fleet is not None:
                 self.shared.fleet.publish_status()

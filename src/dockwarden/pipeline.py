@@ -25,7 +25,7 @@ from dockwarden.config import Policy
 from dockwarden.db import is_storage_error
 from dockwarden.execute import Executor, compose_target
 from dockwarden.incidents import IncidentBook, Transition
-from dockwarden.inventory import merge_labelled
+from dockwarden.inventory import LabelledSpecs, merge_labelled
 from dockwarden.model import (
     MUTATING_ACTIONS,
     ActionKind,
@@ -149,6 +149,7 @@ class Reconciler:
         # recorded once, not once per pass. Bounded: subjects of the last pass only.
         self._last_rec: dict[str, tuple[str, str, bool, bool]] = {}
         self._spec_cache: dict[str, dict[str, Any]] | None = None
+        self._labelled: LabelledSpecs = {}  # merge_labelled's memo
         self._spec_seen: dict[str, datetime] = {}  # service -> when its spec was last seen (Store.spec_times)
 
     # ------------------------------------------------------------------ evaluate (read-only)
@@ -186,7 +187,7 @@ class Reconciler:
         Reads the store (intents, guard records, specs); writes nothing.
         """
         if desired is None:
-            desired, problems = merge_labelled(self.desired, world.containers, self.policy.labels)
+            desired, problems = merge_labelled(self.desired, world.containers, self.policy.labels, self._labelled)
         else:
             problems = list(label_problems or [])
         intents = self.store.intents()
@@ -239,7 +240,7 @@ class Reconciler:
         update incidents; record the summary when it changes.
         Returns the evaluation, what was started and when to look again.
         """
-        desired, problems = merge_labelled(self.desired, world.containers, self.policy.labels)
+        desired, problems = merge_labelled(self.desired, world.containers, self.policy.labels, self._labelled)
         if world.engine_ok:
             self._record_specs(desired, world, now)
             self._judge_pending(desired, world, now)

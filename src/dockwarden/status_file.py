@@ -8,16 +8,12 @@ document itself is built by :func:`dockwarden.report.status_document`.
 from __future__ import annotations
 
 import json
-import logging
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dockwarden import jsonfile
 from dockwarden.model import parse_time, utcnow
-
-log = logging.getLogger(__name__)
 
 #: The daemon's document in the state dir.
 STATUS_FILE = "status.json"
@@ -30,18 +26,7 @@ def write_status(doc: dict[str, Any], state_dir: Path) -> None:
     Raises:
         OSError: the state dir cannot be written (the temp file is removed).
     """
-    data = json.dumps(doc, default=str, separators=(",", ":"))
-    fd, tmp = tempfile.mkstemp(prefix=f".{STATUS_FILE}.", suffix=".tmp", dir=state_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-        os.replace(tmp, state_dir / STATUS_FILE)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError as e:  # never created, or already renamed
-            log.debug("status.json: cannot remove %s: %s", tmp, e)
-        raise
+    jsonfile.write_atomic(state_dir / STATUS_FILE, doc, default=str)
 
 
 def read_fresh(state_dir: Path, now: datetime | None = None) -> dict[str, Any] | None:

@@ -300,3 +300,19 @@ def test_unix_socket_listener_and_a_port_in_use(tmp_path, containers, daemon_fac
         assert f"cannot listen on 127.0.0.1:{port}" in failed["reason"] and "supervision goes on" in failed["reason"]
         assert not (d2.state_dir / "api.json").exists()
         d2.wait_event(lambda e: e["type"] == "daemon_ready", after=n)
+
+
+def test_the_mode_in_force_is_what_status_json_the_api_and_the_cli_say(tmp_path, containers, daemon_factory):
+    """A daemon in observe mode: status.json (what `status` reads while it runs), the
+    API's status and `status --json` all say observe, for the node and each service.
+    (status.json once said auto whatever the mode: it was built without it.)"""
+    containers.run("web", ["sleep", "100000"])
+    inv = write_inventory(tmp_path / "inv", [{"name": "web", "container": containers.name("web")}])
+    policy = FAST_POLICY.replace("[guardrails]\n", "[guardrails]\nmode = \"observe\"\n")
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", policy)).start(resync=1)
+    on_disk = json.loads((d.state_dir / "status.json").read_text())
+    served = call(d.api_url(), path="/api/v1/status", token=d.api_token()).json()
+    printed = json.loads(d.cli("status", "--json").stdout)
+    for doc in (on_disk, served, printed):
+        assert doc["mode"] == "observe" and [s["mode"] for s in doc["services"]] == ["observe"], doc
+    assert served["source"] == on_disk["source"] == "daemon" and "pass" in served

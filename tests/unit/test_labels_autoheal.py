@@ -9,7 +9,7 @@ import pytest
 from dockwarden.config import ConfigError, load_policy
 from dockwarden.config_labels import LabelsPolicy
 from dockwarden.inventory import has_healthcheck, merge_labelled, spec_from_labels
-from dockwarden.model import DriftKind, Intent, IntentSource, ServiceSpec
+from dockwarden.model import DesiredState, DriftKind, Intent, IntentSource, ServiceSpec
 from dockwarden.reconcile.drift import detect_drift
 from dockwarden.reconcile.recommend import recommend_all
 from dockwarden.reconcile.assess import assess
@@ -108,3 +108,28 @@ def test_labels_policy_table(tmp_path: Path):
     p.write_text('[labels]\nautoheal_compat = "sometimes"\n')
     with pytest.raises(ConfigError, match=r"labels\.autoheal_compat"):
         load_policy(p)
+
+
+def test_the_memo_never_changes_what_merge_labelled_answers():
+    """merge_labelled's memo (a daemon keeps one across passes, issue 9): each step
+    changes one thing it reads, under the same container id; the answer with the memo
+    is the answer without it, and entries of containers gone are dropped."""
+    memo: dict = {}
+    web = container("web", labels={"autoheal": "true"})
+    steps = [
+        ("first sight", desired(), [web, container("side")], None),
+        ("nothing changed", desired(), [web, container("side")], None),
+        ("a label changes", desired(), [container("web", labels={"autoheal": "true", "dockwarden.desired": "stopped"})],
+         None),
+        ("a bad label", desired(), [container("web", labels={"autoheal": "true", "dockwarden.desired": "later"})], None),
+        ("opted out", desired(), [container("web", labels={"autoheal": "true", "dockwarden.enable": "false"})], None),
+        ("no health status yet", desired(), [container("web")], ALL),
+        ("a health status appears", desired(), [container("web", health="healthy")], ALL),
+        ("the rules change", desired(), [container("web", health="healthy")], OFF),
+        ("renamed", desired(), [container("web2", id="id-web", labels={"autoheal": "true"})], None),
+        ("now --rm", desired(), [container("web2", id="id-web", labels={"autoheal": "true"}, auto_remove=True)], None),
+        ("another node", DesiredState(node="other", services={}), [web], None),
+    ]
+    for what, inv, cs, rules in steps:
+        assert merge_labelled(inv, cs, rules, memo) == merge_labelled(inv, cs, rules), what
+        assert set(memo) <= {c.id for c in cs}, what

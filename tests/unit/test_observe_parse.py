@@ -420,6 +420,41 @@ def test_cgroup_v2_reader(tmp_path):
     assert limit == 1048576
 
 
+def test_cgroup_reader_keeps_the_memory_of_an_idle_container_until_due(tmp_path):
+    """Memory files are read again when the CPU counter moved, or when the figures
+    are due (MEMORY_IDLE_REREAD_S, spread by id); a stopped container is seen at once."""
+    from dockwarden.observe import stats
+
+    now = [0]
+    d = _write_v2(tmp_path, CID, usage_usec=1000, current=4096, inactive=0)
+    r = CgroupStatsReader(str(tmp_path), clock_ns=lambda: now[0])
+    assert r.read([CID])[CID][1:] == (4096, None)
+    due = r._reread_after_ns(CID)
+    bound = int(stats.MEMORY_IDLE_REREAD_S * 1e9)
+    assert bound // 2 <= due <= bound
+    # Idle (the CPU counter has not moved): the figures read before are kept.
+    (d / "memory.current").write_text("8192\n")
+    now[0] = due - 1
+    assert r.read([CID])[CID] == (0.0, 4096, None)
+    # Due: read again although still idle.
+    now[0] = due
+    assert r.read([CID])[CID][1] == 8192
+    # The CPU counter moved: read at once.
+    (d / "memory.current").write_text("16384\n")
+    (d / "cpu.stat").write_text("usage_usec 2000\n")
+    now[0] = due + 1
+    assert r.read([CID])[CID][1] == 16384
+    # Stopped (its cgroup is gone): left out, idle or not.
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()
+    now[0] = due + 2
+    assert r.read([CID]) == {}
+    # Ids seen together are not all due on the same pass.
+    ids = [f"{i:064x}" for i in range(50)]
+    assert len({r._reread_after_ns(i) for i in ids}) > 40
+
+
 def test_cgroup_v2_cgroupfs_path(tmp_path):
     (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
     d = tmp_path / "docker" / CID
@@ -541,6 +576,8 @@ def test_world_document_memo_gives_the_same_document_and_follows_every_change():
     assert set(memo) == {"a1"}  # beta is gone
     # A stats read changes only the usage figures: the memo serves the rest, with the new figures.
     a3 = a2.with_usage(12.5, 4096, None)
+    assert a3 is not a2 and a2.cpu_percent is None  # a copy: states are never changed in place
+    assert a3.with_usage(12.5, 4096, None) is a3  # figures unchanged (an idle container): no copy
     doc3 = world_document(_world(a3), memo)
     assert doc3 == world_document(_world(a3))
     assert (doc3["containers"][0]["cpu_percent"], doc3["containers"][0]["memory_bytes"]) == (12.5, 4096)

@@ -17,7 +17,6 @@ Never set it in production.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -29,14 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from dockwarden import jsonfile
 from dockwarden.api.auth import Guard, ensure_write_token, read_token_file
 from dockwarden.api.metrics import ApiMetrics
-from dockwarden.api.snapshot import SampleRing, Snapshot, SnapshotHolder, status_document, storage_document
+from dockwarden.api.snapshot import SampleRing, Snapshot, SnapshotHolder, storage_document
 from dockwarden.api.sse import EventBus, EventReader
 from dockwarden.config import ConfigError, Policy, Settings
 from dockwarden.config_api import ListenAddress, parse_listen
 from dockwarden.incidents import IncidentBook
-from dockwarden.model import DesiredState, Event, EventType, Mode, rfc3339, utcnow
+from dockwarden.model import DesiredState, Event, EventType, rfc3339, utcnow
 from dockwarden.sinks.events import EventLog
 from dockwarden.sinks.notify import Outbox
 from dockwarden.store import Store
@@ -139,7 +139,7 @@ class DaemonView:
         listen: ``--listen``/``DOCKWARDEN_LISTEN`` (None: the policy's ``[api] listen``).
         resync_s: seconds between full observations.
         node: this node's name.
-        policy, desired, mode: the configuration in force.
+        policy, desired: the configuration in force.
         ready: True once ``daemon_ready`` was emitted.
         events: the daemon's event log (the API records through it and subscribes to it).
         workers: the daemon's background workers (the storage worker's last report).
@@ -152,7 +152,6 @@ class DaemonView:
     node: str
     policy: Callable[[], Policy]
     desired: Callable[[], DesiredState]
-    mode: Callable[[], Mode]
     ready: Callable[[], bool]
     events: EventLog
     workers: Sequence[Any] = ()
@@ -223,12 +222,8 @@ def url_of(listen: ListenAddress) -> str:
 def write_address(state_dir: Path, listen: ListenAddress) -> Path:
     """Write ``<state-dir>/api.json`` (0600): ``url``, ``listen``, ``pid``, ``started_at``."""
     path = Path(state_dir) / ADDRESS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"url": url_of(listen), "listen": str(listen), "pid": os.getpid(),
-                   "started_at": rfc3339(utcnow())}, f)
-    os.replace(tmp, path)
+    jsonfile.write_atomic(path, {"url": url_of(listen), "listen": str(listen), "pid": os.getpid(),
+                                 "started_at": rfc3339(utcnow())})
     return path
 
 
@@ -321,13 +316,17 @@ class ApiHandle:
                 time.sleep(0.1)
         self.heartbeat = time.monotonic()
 
-    def publish(self, result: Any, pass_s: float, passes: int) -> None:
-        """Build and swap in the snapshot of a pass (O(services)); never raises."""
+    def publish(self, status: dict[str, Any], pass_s: float, passes: int) -> None:
+        """Swap in the snapshot of a pass; never raises.
+
+        Args:
+            status: the pass's status document (``report.status_document``, the one
+                the daemon writes to ``status.json``); not modified.
+            pass_s: the pass's duration, seconds.
+            passes: passes so far.
+        """
         try:
-            ev = result.evaluation
-            status = status_document(ev, mode=self.view.mode(), policy=self.view.policy(), daemon_running=True)
-            status["pass"] = passes
-            status["ready"] = bool(self.view.ready())
+            status = {**status, "pass": passes, "ready": bool(self.view.ready())}
             snap = Snapshot(status=status, storage=self._storage(), published_at=time.time(),
                             published_mono=time.monotonic(), pass_duration_s=pass_s, passes=passes)
             self.snapshots.publish(snap)

@@ -10,21 +10,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
-import json
-import logging
-import os
-import tempfile
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from dockwarden import model
+from dockwarden import jsonfile, model
 from dockwarden.observe.docker import ENGINE_ERRORS, ContainerObserver
 from dockwarden.observe.host import HostSampler
 from dockwarden.redact import public_spec
-
-log = logging.getLogger(__name__)
 
 
 def observe_world(observer: ContainerObserver, sampler: HostSampler | None, *, node: str, now: datetime,
@@ -155,9 +148,8 @@ def _container_fields() -> tuple[tuple[str, ...], Callable[[model.ContainerState
 def write_world(world: model.WorldState, path: Path, *, docs: ContainerDocs | None = None) -> None:
     """Write a world state as JSON, atomically.
 
-    Writes a temporary file in the same directory (``mkstemp``: 0600), fsyncs it
-    and renames it over ``path`` (``os.replace``), so readers see the old or the
-    new file, never half, and the file is private whatever the umask.
+    :func:`dockwarden.jsonfile.write_atomic` with ``fsync``: readers see the old
+    or the new file, never half; the file is private (0600) whatever the umask.
 
     Args:
         world: the snapshot, written as :func:`world_document` (no environment
@@ -168,24 +160,7 @@ def write_world(world: model.WorldState, path: Path, *, docs: ContainerDocs | No
         OSError: the directory is missing or not writable, or the disk is full
             (the temporary file is removed).
     """
-    path = Path(path)
-    # Compact: the C encoder (``indent`` falls back to the pure-Python one, 3x slower at
-    # 1 000 containers); ``jq . world.json`` shows it indented.
-    data = json.dumps(world_document(world, docs), separators=(",", ":"))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError as e:  # the temp file may never have been created
-            log.debug("world.json: cannot remove %s: %s", tmp, e)
-        raise
+    jsonfile.write_atomic(path, world_document(world, docs), fsync=True)
 
 
 def replace_containers(world: model.WorldState, updated: Iterable[model.ContainerState],
