@@ -154,6 +154,7 @@ class Daemon:
             settings=self.settings, node=names[0],
             policy=lambda: self.config.policy, mode=self._mode,
             world=lambda: primary.world, emit=self.events.send, wake=primary.wake,
+            recovering=lambda: primary.recovering,
         )
         try:
             for w in self.workers:

@@ -190,6 +190,13 @@ class NodeLoop(NodeEngine):
     def online(self) -> bool:
         return self.health.state is NodeState.ONLINE
 
+    @property
+    def recovering(self) -> bool:
+        """Before the first pass, or while a recovery (engine restart, reboot) brings
+        the node's services back: background work that loads the engine waits."""
+        recovery = getattr(self, "recovery", None)  # made by _setup
+        return not self.ready or (recovery is not None and recovery.active)
+
     def desired(self) -> DesiredState:
         """The node's desired state: its inventory, plus services failed over to it."""
         if not self.extra_services:

@@ -25,6 +25,12 @@ from dockwarden.model import Drift, Event, Mode, WorldState, utcnow
 
 log = logging.getLogger(__name__)
 
+#: The longest a worker's tick waits for a recovery to end, seconds (an engine that
+#: never answers, a recovery that never ends: the worker then runs and reports).
+RECOVERY_DEFER_MAX_S = 60.0
+#: How often a waiting worker asks whether the recovery is over, seconds.
+RECOVERY_POLL_S = 0.25
+
 
 @dataclass
 class WorkerContext:
@@ -39,6 +45,9 @@ class WorkerContext:
         world: returns the last observed world state (or None before the first pass).
         emit: records an event (events.jsonl + SQLite); thread-safe.
         wake: asks the daemon for a reconcile pass soon (e.g. new drifts).
+        recovering: True before the daemon's first pass and while it brings services
+            back after an engine restart or a reboot (workers that load the engine
+            wait: :attr:`PeriodicWorker.defer_while_recovering`).
     """
 
     settings: Settings
@@ -48,6 +57,7 @@ class WorkerContext:
     world: Callable[[], WorldState | None]
     emit: Callable[[Event], bool]
     wake: Callable[[], None]
+    recovering: Callable[[], bool] = lambda: False
 
     @property
     def state_dir(self) -> Path:
@@ -76,6 +86,10 @@ class PeriodicWorker:
     """
 
     name = "worker"
+    #: Hold each tick while ``ctx.recovering()`` (at most :data:`RECOVERY_DEFER_MAX_S`):
+    #: for workers whose tick loads the engine (``docker system df``, an inspect per
+    #: exited container), which would slow the starts a recovery is waiting for.
+    defer_while_recovering = False
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -110,8 +124,21 @@ class PeriodicWorker:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def _wait_out_recovery(self) -> None:
+        """Wait while the daemon recovers (:attr:`defer_while_recovering`), polling every
+        :data:`RECOVERY_POLL_S`, for at most :data:`RECOVERY_DEFER_MAX_S`."""
+        if not self.defer_while_recovering or self.ctx is None:
+            return
+        deadline = time.monotonic() + RECOVERY_DEFER_MAX_S
+        while self.ctx.recovering() and time.monotonic() < deadline:
+            if self._stop.wait(RECOVERY_POLL_S):
+                return
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._wait_out_recovery()
+            if self._stop.is_set():
+                return
             t0 = time.monotonic()
             try:
                 self.tick()

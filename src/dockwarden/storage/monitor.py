@@ -78,6 +78,10 @@ class StorageMonitor(PeriodicWorker):
     """
 
     name = "storage"
+    # `docker system df` and an inspect per exited container load the engine that a
+    # recovery is starting containers on: the first report of a daemon started with
+    # its engine waits for the services to be back (bench/recovery.py).
+    defer_while_recovering = True
 
     def __init__(self, *, which: Callable[[str], str | None] = shutil.which,
                  clock: Callable[[], datetime] = now_utc):
