@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Container event actions that can change what the pipeline decides.
 TRIGGER_ACTIONS = frozenset(
-    {"die", "oom", "kill", "stop", "start", "restart", "health_status", "destroy", "create", "pause", "unpause", "rename"}
+    {"die", "oom", "kill", "stop", "start", "restart", "health_status", "destroy", "create", "pause", "unpause", "rename",
+     "update"}  # `docker update`: a new restart policy or memory limit, for the spec and the figures
 )
 #: A container change older than this, seen by a full observation with no event
 #: for it, means the event stream missed it (seconds).

@@ -245,3 +245,26 @@ def test_once_reports_cpu_over_its_whole_run(tmp_path, containers, daemon_factor
     assert cpu["busy"] is not None and cpu["busy"] >= 30, cpu  # one core spinning: ~100 % of one core
     assert cpu["idle"] is not None and cpu["idle"] < 10, cpu
     assert doc["host"]["cpu_percent"] is not None
+
+
+def test_docker_update_reaches_the_world_without_waiting_for_a_full_inspect(tmp_path, containers, daemon_factory):
+    """`docker update --memory` announces itself with an `update` event: the daemon
+    inspects the container again, so the new limit (the engine's record; the cgroup
+    reader does not read it) is in world.json at the next resync, not 300 s later
+    at the next full inspect."""
+    import json
+
+    c = containers.run("web", ["sleep", "3600"], mem_limit="64m")
+    inv = write_inventory(tmp_path / "inv", [_svc("web", container=containers.name("web"))])
+    d = daemon_factory(inv, write_policy(tmp_path / "p.toml", FAST_POLICY)).start(resync=1)
+
+    def limit() -> int | None:
+        try:
+            doc = json.loads((d.state_dir / "world.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return next((x["memory_limit_bytes"] for x in doc["containers"] if x["name"] == c.name), None)
+
+    wait_for(lambda: limit() == 64 * 2**20, 20, what="the first limit in world.json")
+    c.update(mem_limit="96m", memswap_limit="-1")
+    wait_for(lambda: limit() == 96 * 2**20, 20, what="the updated limit in world.json")

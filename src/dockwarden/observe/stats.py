@@ -150,11 +150,16 @@ class CgroupStatsReader:
     Layouts recognised (``root`` is ``/sys/fs/cgroup``):
 
     - cgroup v1, cgroupfs driver: ``memory/docker/<id>/memory.usage_in_bytes``,
-      ``memory.limit_in_bytes``, ``memory.stat``; ``cpuacct/docker/<id>/cpuacct.usage`` (ns).
+      ``memory.stat``; ``cpuacct/docker/<id>/cpuacct.usage`` (ns).
     - cgroup v1, systemd driver: the same files under ``system.slice/docker-<id>.scope``.
     - cgroup v2, systemd driver: ``system.slice/docker-<id>.scope/{memory.current,
-      memory.max, memory.stat, cpu.stat}`` (``usage_usec``).
+      memory.stat, cpu.stat}`` (``usage_usec``).
     - cgroup v2, cgroupfs driver: ``docker/<id>/`` with the v2 files.
+
+    The memory limit is not read here: it is the engine's record (``HostConfig.Memory``
+    of the inspect, which a ``docker update`` changes and announces with an ``update``
+    event that has the container inspected again). This reader's ``memory_limit_bytes``
+    is always None, which keeps the inspect's figure (``observe.docker._restat``).
 
     Containers in another cgroup parent (``--cgroup-parent``, Kubernetes) are not
     found; :meth:`read` leaves them out of its result so a caller can fall back to
@@ -185,10 +190,10 @@ class CgroupStatsReader:
         self.root = root
         self._clock_ns = clock_ns
         self._prev: dict[str, tuple[int, int]] = {}
-        # id -> (CPU counter when memory was read, memory bytes, limit, read again at, ns)
-        self._memory: dict[str, tuple[int, int, int | None, int]] = {}
-        # id -> (version, cpu counter file, memory usage file, memory limit file, memory.stat)
-        self._paths: dict[str, tuple[int, str, str, str, str]] = {}
+        # id -> (CPU counter when memory was read, memory bytes, read again at, ns)
+        self._memory: dict[str, tuple[int, int, int]] = {}
+        # id -> (version, cpu counter file, memory usage file, memory.stat)
+        self._paths: dict[str, tuple[int, str, str, str]] = {}
         self.version = self._detect_version()
 
     def _detect_version(self) -> int | None:
@@ -199,12 +204,12 @@ class CgroupStatsReader:
             return 2
         return None
 
-    def _resolve(self, cid: str) -> tuple[int, str, str, str, str] | None:
+    def _resolve(self, cid: str) -> tuple[int, str, str, str] | None:
         """Find the cgroup files of a container; cached once found.
 
         Returns:
-            (version, cpu counter file, memory usage file, memory limit file,
-            memory.stat file), or None when its cgroup is not found.
+            (version, cpu counter file, memory usage file, memory.stat file), or
+            None when its cgroup is not found.
         """
         hit = self._paths.get(cid)
         if hit is not None:
@@ -216,14 +221,14 @@ class CgroupStatsReader:
                 cpu = os.path.join(r, "cpuacct", rel)
                 if os.path.isdir(mem) and os.path.isdir(cpu):
                     hit = (1, os.path.join(cpu, "cpuacct.usage"), os.path.join(mem, "memory.usage_in_bytes"),
-                           os.path.join(mem, "memory.limit_in_bytes"), os.path.join(mem, "memory.stat"))
+                           os.path.join(mem, "memory.stat"))
                     break
         elif self.version == 2:
             for rel in (f"system.slice/docker-{cid}.scope", f"docker/{cid}"):
                 d = os.path.join(r, rel)
                 if os.path.exists(os.path.join(d, "memory.current")):
                     hit = (2, os.path.join(d, "cpu.stat"), os.path.join(d, "memory.current"),
-                           os.path.join(d, "memory.max"), os.path.join(d, "memory.stat"))
+                           os.path.join(d, "memory.stat"))
                     break
         if hit is not None:
             self._paths[cid] = hit
@@ -294,21 +299,18 @@ class CgroupStatsReader:
             return True
         return any(self._resolve(cid) is not None for cid in ids)
 
-    def _read_memory(self, where: tuple[int, str, str, str, str]) -> tuple[int, int | None]:
-        """(memory bytes without inactive page cache, limit bytes or None for ``max``).
+    def _read_memory(self, where: tuple[int, str, str, str]) -> int:
+        """Memory bytes without inactive page cache.
 
         Raises:
             OSError: the files are gone (the container stopped).
             ValueError: a file does not hold what is expected.
         """
-        version, _, usage_file, limit_file, stat_file = where
+        version, _, usage_file, stat_file = where
         inactive_key = b"total_inactive_file" if version == 1 else b"inactive_file"
         usage = _read_int(usage_file) or 0
-        limit = _read_int(limit_file)
         inactive = _keyed_value(_read_file(stat_file), inactive_key)
-        if inactive < usage:
-            usage -= inactive
-        return usage, limit
+        return usage - inactive if inactive < usage else usage
 
     def _reread_after_ns(self, cid: str) -> int:
         """How long an idle container's memory figures are kept: between half and all
@@ -316,8 +318,8 @@ class CgroupStatsReader:
         spread = zlib.crc32(cid.encode()) / 0xFFFFFFFF
         return int(MEMORY_IDLE_REREAD_S * (0.5 + 0.5 * spread) * 1e9)
 
-    def _read_one(self, cid: str, wall: int) -> tuple[int, int, int | None] | None:
-        """(cpu_ns, memory_bytes, limit_bytes) of one container, or None if gone.
+    def _read_one(self, cid: str, wall: int) -> tuple[int, int] | None:
+        """(cpu_ns, memory_bytes) of one container, or None if gone.
 
         Memory comes from the last read when the CPU counter has not moved since and
         that read is not due again (the class docstring)."""
@@ -327,16 +329,15 @@ class CgroupStatsReader:
         try:
             cpu_ns = _cpu_ns(where[0], where[1])
             kept = self._memory.get(cid)
-            if kept is None or kept[0] != cpu_ns or wall >= kept[3]:
-                usage, limit = self._read_memory(where)
-                kept = (cpu_ns, usage, limit, wall + self._reread_after_ns(cid))
+            if kept is None or kept[0] != cpu_ns or wall >= kept[2]:
+                kept = (cpu_ns, self._read_memory(where), wall + self._reread_after_ns(cid))
                 self._memory[cid] = kept
         except (OSError, ValueError):
             # Stopped between listing and reading: its cgroup is gone.
             self._paths.pop(cid, None)
             self._memory.pop(cid, None)
             return None
-        return cpu_ns, kept[1], kept[2]
+        return cpu_ns, kept[1]
 
     def read(self, ids: Sequence[str]) -> dict[str, Stats]:
         """Read CPU % and memory of running containers.
@@ -350,7 +351,8 @@ class CgroupStatsReader:
             since this reader's previous ``read`` of that id (None the first time);
             memory_bytes excludes inactive page cache, and is the last read's
             figure for a container idle since (class docstring); memory_limit_bytes
-            is None when unlimited. Previous samples of ids not passed are forgotten.
+            is None (the limit is the inspect's, class docstring). Previous samples
+            of ids not passed are forgotten.
         Raises:
             Nothing: unreadable files leave the id out.
         """
@@ -362,10 +364,10 @@ class CgroupStatsReader:
             if got is None:
                 self._prev.pop(cid, None)
                 continue
-            cpu_ns, mem, limit = got
+            cpu_ns, mem = got
             pct = cpu_percent_between(self._prev.get(cid), cpu_ns, wall)
             self._prev[cid] = (cpu_ns, wall)
-            out[cid] = (pct, mem, limit_or_none(limit))
+            out[cid] = (pct, mem, None)
         for cid in list(self._prev):
             if cid not in seen:
                 del self._prev[cid]

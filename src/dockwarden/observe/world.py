@@ -148,7 +148,7 @@ def _container_fields() -> tuple[tuple[str, ...], Callable[[model.ContainerState
 def write_world(world: model.WorldState, path: Path, *, docs: ContainerDocs | None = None) -> None:
     """Write a world state as JSON, atomically.
 
-    :func:`dockwarden.jsonfile.write_atomic` with ``fsync``: readers see the old
+    :func:`dockwarden.jsonfile.write_atomic`: readers see the old
     or the new file, never half; the file is private (0600) whatever the umask.
 
     Args:
@@ -160,7 +160,7 @@ def write_world(world: model.WorldState, path: Path, *, docs: ContainerDocs | No
         OSError: the directory is missing or not writable, or the disk is full
             (the temporary file is removed).
     """
-    jsonfile.write_atomic(path, world_document(world, docs), fsync=True)
+    jsonfile.write_atomic(path, world_document(world, docs))
 
 
 def replace_containers(world: model.WorldState, updated: Iterable[model.ContainerState],
