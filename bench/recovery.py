@@ -131,6 +131,17 @@ def restart_engine(eng: PrivateEngine) -> float:
     return time.monotonic()
 
 
+def timed_restart(eng: PrivateEngine, tag: str, n: int, bring_back=None) -> float | None:
+    """Stop and start the engine; ``bring_back(client)`` (if given) runs as soon as it
+    answers. Seconds from the answer to all N back, None when they were not."""
+    t_answer = restart_engine(eng)
+    client = eng.client()
+    if bring_back is not None:
+        bring_back(client)
+    back = wait_back(client, tag, n)
+    return time.monotonic() - t_answer if back is not None else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--services", type=int, default=30)
@@ -175,29 +186,19 @@ def main() -> int:
         # notices the engine back within a quarter of a second and recovers at once).
         wait_back(client, tag, n)
         time.sleep(2)
-        t_answer = restart_engine(eng)
-        client = eng.client()
-        dw_run = wait_back(client, tag, n)
-        dw_run_total = time.monotonic() - t_answer if dw_run is not None else None
+        dw_run_total = timed_restart(eng, tag, n)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
         daemon = None
 
         # 2. the engine's floor: this script starts them in order itself
-        wait_back(client, tag, n)
-        t_answer = restart_engine(eng)
-        client = eng.client()
-        start_in_order(client, tag, services)
-        fl = wait_back(client, tag, n)
-        fl_total = time.monotonic() - t_answer if fl is not None else None
+        wait_back(eng.client(), tag, n)
+        fl_total = timed_restart(eng, tag, n, lambda c: start_in_order(c, tag, services))
 
         # 2b. the engine's throughput: all at once, no order
-        wait_back(client, tag, n)
-        t_answer = restart_engine(eng)
+        wait_back(eng.client(), tag, n)
+        tp_total = timed_restart(eng, tag, n, lambda c: start_all_at_once(c, tag, services))
         client = eng.client()
-        start_all_at_once(client, tag, services)
-        tp = wait_back(client, tag, n)
-        tp_total = time.monotonic() - t_answer if tp is not None else None
 
         # 3. Docker's restart: always
         for c in client.containers.list(all=True, filters={"label": f"dockwarden.bench={tag}"}):
