@@ -306,6 +306,12 @@ class Reconciler:
                     # with what failed): no incident, no message per service meanwhile (no storm).
                     seen = [f for f in seen if not (f.drift.tracked and (f.drift.kind in DOWN_KINDS or f.drift.kind
                                                                          is DriftKind.DEPENDENCY_UNAVAILABLE))]
+                if held:
+                    # An operator's stop under way (its `kill` seen, its `die` not yet read): the
+                    # pass may see the container down before the `die` says whose stop it was
+                    # (a SIGTERM-deaf process killed after `docker stop`'s timeout). Nobody is
+                    # told of an incident that the next event turns into the operator's intent.
+                    seen = [f for f in seen if not (f.subject in held and f.drift.kind in DOWN_KINDS)]
                 transitions = self.incidents.update(seen, now=now, policy=self.policy, full_pass=full_pass,
                                                     hold=held_drifts)
             except sqlite3.OperationalError as e:

@@ -293,3 +293,28 @@ def test_pipeline_records_incident_escalated_and_the_notifier_queues_it(tmp_path
         outbox.close()
         book.close()
         store.close()
+
+
+def test_no_incident_for_a_service_whose_operator_stop_is_under_way(tmp_path):
+    """A pass that sees a container exited between its `kill` and its `die` events (the
+    operator's `docker stop` of a SIGTERM-deaf process: SIGKILL after the timeout) opens
+    no incident for it, so no message; the same exit with no stop under way does."""
+    from dockwarden.pipeline import Reconciler
+    from dockwarden.sinks.events import EventLog, read_jsonl
+    from dockwarden.store import Store
+
+    db = tmp_path / "dockwarden.db"
+    store, book = Store(db), IncidentBook(db, "local")
+    events = EventLog(tmp_path / "events.jsonl", store)
+    desired = builders.desired(builders.spec("web"), builders.spec("api"))
+    rec = Reconciler(store=store, events=events, executor=None, policy=POLICY, desired=desired,
+                     mode=Mode.OBSERVE, incidents=book)
+    try:
+        w = builders.world(builders.container("web", "exited", exit_code=137),
+                           builders.container("api", "exited", exit_code=137))
+        rec.run_pass(w, now=at(0), held={"web"})
+        opened = [e["service"] for e in read_jsonl(tmp_path / "events.jsonl") if e["type"] == "incident_opened"]
+        assert opened == ["api"]
+    finally:
+        book.close()
+        store.close()
