@@ -105,6 +105,11 @@ def connect_db(path: str | Path) -> sqlite3.Connection:
 
 #: Most writes kept in memory while the state dir cannot be written (per store).
 HELD_WRITES_MAX = 20_000
+
+#: A small page cache (256 KiB; SQLite's default is 2000 KiB per connection), for the
+#: connections that read little and often (the API's). A literal: PRAGMA takes no
+#: bound parameters, and no statement here is built from values.
+SMALL_CACHE_PRAGMA = "PRAGMA cache_size = -256"
 #: Fragments of SQLite's messages for "the file cannot be written now": disk full
 #: (SQLITE_FULL), read-only filesystem (SQLITE_READONLY), an I/O error
 #: (SQLITE_IOERR), another writer holding the lock too long (SQLITE_BUSY).
@@ -162,11 +167,11 @@ class FeatureDB:
         with self._lock:
             self._db.close()
 
-    def set_cache_kib(self, kib: int) -> None:
-        """Size this connection's page cache, KiB (SQLite's default: 2000 KiB per
-        connection); for readers that read little and often, like the API."""
+    def use_small_cache(self) -> None:
+        """Give this connection a small page cache (:data:`SMALL_CACHE_PRAGMA`); for
+        readers that read little and often, like the API."""
         with self._lock:
-            self._db.execute(f"PRAGMA cache_size = -{int(kib)}")  # an int, not input: PRAGMA takes no parameters
+            self._db.execute(SMALL_CACHE_PRAGMA)
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:

@@ -51,11 +51,6 @@ SWITCH_INTERVAL_S = 0.001
 WEDGE_ENV = "DOCKWARDEN_TEST_WEDGE_FILE"
 
 
-#: Page cache of each of the API's own SQLite connections, KiB (SQLite's
-#: default is 2000 KiB per connection; the API reads little and often).
-API_DB_CACHE_KIB = 256
-
-
 def _trim_heap() -> None:
     """Give the import and start-up garbage back to the system (glibc
     ``malloc_trim``; elsewhere nothing). Measured by bench/api.py: ~1 MiB RSS."""
@@ -84,7 +79,7 @@ class Reads:
         self.book = IncidentBook(db_path, node)
         self.outbox = Outbox(db_path)
         for db in (self.store, self.book, self.outbox):
-            db.set_cache_kib(API_DB_CACHE_KIB)
+            db.use_small_cache()
         self._pool: Any = None
 
     def close(self) -> None:
@@ -115,7 +110,7 @@ class Reads:
             from dockwarden.pool.db import PoolDB
 
             self._pool = PoolDB(self.db_path)
-            self._pool.set_cache_kib(API_DB_CACHE_KIB)
+            self._pool.use_small_cache()
         return self._pool
 
     def pool(self, policy: Policy) -> dict[str, Any]:

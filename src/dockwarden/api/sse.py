@@ -35,6 +35,8 @@ from typing import Any, AsyncIterator
 
 from starlette.responses import Response
 
+from dockwarden.db import SMALL_CACHE_PRAGMA
+
 #: Seconds between keep-alive comments (Dozzle and most proxies: under 30-60 s).
 KEEPALIVE_S = 15.0
 #: A write that has not completed after this many seconds drops the client.
@@ -93,7 +95,7 @@ class EventReader:
         self.db_path = Path(db_path)
         self._db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, check_same_thread=False, timeout=5)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA cache_size = -256")  # KiB: a small page cache (SQLite's default is 2000)
+        self._db.execute(SMALL_CACHE_PRAGMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:
